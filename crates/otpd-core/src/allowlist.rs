@@ -85,6 +85,8 @@ mod tests {
     #[test]
     fn invalid_entries_are_refused() {
         assert!(DomainAllowlist::parse(["not a domain"]).is_err());
-        assert!(DomainAllowlist::parse(["", " "]).expect("blank entries skipped").is_empty());
+        assert!(DomainAllowlist::parse(["", " "])
+            .expect("blank entries skipped")
+            .is_empty());
     }
 }

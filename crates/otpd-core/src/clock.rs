@@ -63,7 +63,10 @@ mod tests {
     fn until_is_never_negative_and_rounding_is_up() {
         let t = Timestamp::from_millis(10_000);
         assert_eq!(t.until(Timestamp::from_millis(9_000)), Duration::ZERO);
-        assert_eq!(t.until(t.add(Duration::from_millis(1500))), Duration::from_millis(1500));
+        assert_eq!(
+            t.until(t.add(Duration::from_millis(1500))),
+            Duration::from_millis(1500)
+        );
         assert_eq!(ceil_secs(Duration::from_millis(1500)), 2);
         assert_eq!(ceil_secs(Duration::from_secs(3)), 3);
         assert_eq!(ceil_secs(Duration::ZERO), 0);

@@ -13,7 +13,9 @@ impl CodeLength {
     pub const MAX: u8 = 10;
 
     pub fn new(digits: u8) -> Option<Self> {
-        (Self::MIN..=Self::MAX).contains(&digits).then_some(Self(digits))
+        (Self::MIN..=Self::MAX)
+            .contains(&digits)
+            .then_some(Self(digits))
     }
 
     pub fn digits(self) -> u8 {
@@ -97,7 +99,15 @@ mod tests {
     fn parse_accepts_only_exact_ascii_digits() {
         let six = CodeLength::default();
         assert!(OtpCode::parse("012345", six).is_ok());
-        for bad in ["12345", "1234567", "12345a", " 12345", "١٢٣٤٥٦", "12 345", ""] {
+        for bad in [
+            "12345",
+            "1234567",
+            "12345a",
+            " 12345",
+            "١٢٣٤٥٦",
+            "12 345",
+            "",
+        ] {
             assert!(OtpCode::parse(bad, six).is_err(), "{bad:?} accepted");
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use crate::store::{Outbox, QueuedMail, StoreError};
-use crate::{CodeKeys, CodeLength, CodeMail, Mailer, MailError, Timestamp};
+use crate::{CodeKeys, CodeLength, CodeMail, MailError, Mailer, Timestamp};
 
 /// How the worker retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +101,10 @@ impl Delivery {
         if now >= mail.code_expires_at {
             return Step::Dead(DeadReason::CodeExpired);
         }
-        let Ok(code) = self.keys.unseal(&mail.email, &mail.sealed, self.code_length) else {
+        let Ok(code) = self
+            .keys
+            .unseal(&mail.email, &mail.sealed, self.code_length)
+        else {
             return Step::Dead(DeadReason::Unreadable);
         };
         let message = CodeMail {

@@ -104,7 +104,9 @@ fn is_atext(c: char) -> bool {
 fn parse_local(local: &str) -> Result<String, EmailError> {
     let valid = !local.is_empty()
         && local.len() <= MAX_LOCAL_LEN
-        && local.split('.').all(|atom| !atom.is_empty() && atom.chars().all(is_atext));
+        && local
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.chars().all(is_atext));
     if valid {
         Ok(local.to_ascii_lowercase())
     } else {
@@ -208,16 +210,17 @@ mod tests {
     #[test]
     fn refuses_addresses_over_the_length_limits() {
         let long_local = format!("{}@example.com", "a".repeat(65));
-        assert_eq!(
-            EmailAddress::parse(&long_local),
-            Err(EmailError::LocalPart)
-        );
+        assert_eq!(EmailAddress::parse(&long_local), Err(EmailError::LocalPart));
         let long_domain = format!("a@{}.com", vec!["b".repeat(60); 5].join("."));
         assert!(matches!(
             EmailAddress::parse(&long_domain),
             Err(EmailError::TooLong | EmailError::Domain)
         ));
-        let just_fits = format!("{}@{}.com", "a".repeat(64), vec!["b".repeat(61); 3].join("."));
+        let just_fits = format!(
+            "{}@{}.com",
+            "a".repeat(64),
+            vec!["b".repeat(61); 3].join(".")
+        );
         assert_eq!(just_fits.len(), 254);
         assert!(EmailAddress::parse(&just_fits).is_ok());
         assert!(EmailAddress::parse(&"x".repeat(300)).is_err());

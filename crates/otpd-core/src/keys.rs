@@ -40,12 +40,12 @@ impl Secret {
     /// Accepts hex (64 or more characters) or standard base64.
     pub fn parse(text: &SecretString) -> Result<Self, SecretError> {
         let text = text.expose_secret().trim();
-        let bytes = if text.len() >= 2 * MIN_SECRET_BYTES && text.bytes().all(|b| b.is_ascii_hexdigit())
-        {
-            hex::decode(text).map_err(|_| SecretError::Malformed)?
-        } else {
-            BASE64.decode(text).map_err(|_| SecretError::Malformed)?
-        };
+        let bytes =
+            if text.len() >= 2 * MIN_SECRET_BYTES && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                hex::decode(text).map_err(|_| SecretError::Malformed)?
+            } else {
+                BASE64.decode(text).map_err(|_| SecretError::Malformed)?
+            };
         if bytes.len() < MIN_SECRET_BYTES {
             return Err(SecretError::TooShort(bytes.len()));
         }
@@ -224,7 +224,10 @@ mod tests {
         let parse = |s: &str| Secret::parse(&SecretString::from(s.to_owned())).map(|_| ());
         assert_eq!(parse(&"ab".repeat(32)), Ok(()));
         assert_eq!(parse(&BASE64.encode([7u8; 32])), Ok(()));
-        assert_eq!(parse(&BASE64.encode([7u8; 16])), Err(SecretError::TooShort(16)));
+        assert_eq!(
+            parse(&BASE64.encode([7u8; 16])),
+            Err(SecretError::TooShort(16))
+        );
         assert_eq!(parse("hunter2!"), Err(SecretError::Malformed));
         assert_eq!(parse(&"ab".repeat(20)), Err(SecretError::TooShort(30)));
         assert!(Secret::parse(&Secret::generate_hex()).is_ok());

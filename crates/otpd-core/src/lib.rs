@@ -20,6 +20,8 @@ pub use allowlist::{AllowlistError, DomainAllowlist};
 pub use clock::{ceil_secs, Clock, SystemClock, Timestamp};
 pub use code::{CodeFormatError, CodeLength, OtpCode};
 pub use email::{EmailAddress, EmailError, MAX_ADDRESS_LEN};
-pub use keys::{CodeDigest, CodeKeys, SealedCode, Secret, SecretError, UnsealError, MIN_SECRET_BYTES};
+pub use keys::{
+    CodeDigest, CodeKeys, SealedCode, Secret, SecretError, UnsealError, MIN_SECRET_BYTES,
+};
 pub use mailer::{CodeMail, MailError, Mailer};
 pub use service::{GenerateError, OtpService};

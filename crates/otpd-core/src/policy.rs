@@ -184,7 +184,10 @@ impl IssueCommand {
         let capped = (cap > 0 && record.issued.len() >= cap)
             .then(|| record.issued[record.issued.len() - cap])
             .map(|oldest| (Limit::HourlyCap, self.now.until(oldest.add(CAP_WINDOW))));
-        cooldown.into_iter().chain(capped).max_by_key(|(_, wait)| *wait)
+        cooldown
+            .into_iter()
+            .chain(capped)
+            .max_by_key(|(_, wait)| *wait)
     }
 }
 
@@ -215,10 +218,9 @@ impl VerifyCommand {
             });
         }
         // Compare against every live code, so the time taken does not tell which one matched.
-        let matched = record
-            .codes
-            .iter()
-            .fold(false, |hit, code| code.digest.matches(&self.candidate) | hit);
+        let matched = record.codes.iter().fold(false, |hit, code| {
+            code.digest.matches(&self.candidate) | hit
+        });
         if matched {
             return Transition {
                 outcome: VerifyOutcome::Verified,
@@ -226,7 +228,10 @@ impl VerifyCommand {
             };
         }
         record.failed_attempts += 1;
-        let attempts_remaining = self.rules.max_attempts.saturating_sub(record.failed_attempts);
+        let attempts_remaining = self
+            .rules
+            .max_attempts
+            .saturating_sub(record.failed_attempts);
         if attempts_remaining == 0 {
             record.codes.clear();
         }
@@ -328,14 +333,20 @@ mod tests {
         let mut w = World::new(Rules::default());
         assert_eq!(w.issue("123456", 0), issued(60));
         assert_eq!(w.verify("123456", 10), VerifyOutcome::Verified);
-        assert_eq!(w.verify("123456", 11), VerifyOutcome::NoLiveCode(NoCode::Unknown));
+        assert_eq!(
+            w.verify("123456", 11),
+            VerifyOutcome::NoLiveCode(NoCode::Unknown)
+        );
     }
 
     #[test]
     fn expiry_is_checked_against_the_clock_on_every_read() {
         let mut w = World::new(Rules::default());
         w.issue("123456", 0);
-        assert_eq!(w.verify("123456", 300), VerifyOutcome::NoLiveCode(NoCode::Expired));
+        assert_eq!(
+            w.verify("123456", 300),
+            VerifyOutcome::NoLiveCode(NoCode::Expired)
+        );
         let mut w = World::new(Rules::default());
         w.issue("123456", 0);
         assert_eq!(w.verify("123456", 299), VerifyOutcome::Verified);
@@ -348,10 +359,15 @@ mod tests {
         for remaining in (0..5).rev() {
             assert_eq!(
                 w.verify("000000", 1),
-                VerifyOutcome::Wrong { attempts_remaining: remaining }
+                VerifyOutcome::Wrong {
+                    attempts_remaining: remaining
+                }
             );
         }
-        assert_eq!(w.verify("123456", 2), VerifyOutcome::NoLiveCode(NoCode::Burned));
+        assert_eq!(
+            w.verify("123456", 2),
+            VerifyOutcome::NoLiveCode(NoCode::Burned)
+        );
     }
 
     #[test]
@@ -362,7 +378,12 @@ mod tests {
             w.verify("000000", 1);
         }
         w.issue("222222", 2);
-        assert_eq!(w.verify("111111", 3), VerifyOutcome::Wrong { attempts_remaining: 4 });
+        assert_eq!(
+            w.verify("111111", 3),
+            VerifyOutcome::Wrong {
+                attempts_remaining: 4
+            }
+        );
         assert_eq!(w.verify("222222", 3), VerifyOutcome::Verified);
     }
 
@@ -372,9 +393,17 @@ mod tests {
         for (i, code) in ["111111", "222222", "333333", "444444"].iter().enumerate() {
             w.issue(code, i as u64);
         }
-        assert_eq!(w.verify("111111", 5), VerifyOutcome::Wrong { attempts_remaining: 4 });
+        assert_eq!(
+            w.verify("111111", 5),
+            VerifyOutcome::Wrong {
+                attempts_remaining: 4
+            }
+        );
         assert_eq!(w.verify("222222", 5), VerifyOutcome::Verified);
-        assert_eq!(w.verify("444444", 5), VerifyOutcome::NoLiveCode(NoCode::Unknown));
+        assert_eq!(
+            w.verify("444444", 5),
+            VerifyOutcome::NoLiveCode(NoCode::Unknown)
+        );
     }
 
     #[test]
@@ -382,7 +411,12 @@ mod tests {
         let mut w = World::new(no_limits());
         w.issue("111111", 0);
         w.issue("222222", 100);
-        assert_eq!(w.verify("111111", 350), VerifyOutcome::Wrong { attempts_remaining: 4 });
+        assert_eq!(
+            w.verify("111111", 350),
+            VerifyOutcome::Wrong {
+                attempts_remaining: 4
+            }
+        );
         assert_eq!(w.verify("222222", 350), VerifyOutcome::Verified);
     }
 
@@ -397,7 +431,11 @@ mod tests {
                 retry_after: Duration::from_secs(15)
             }
         );
-        assert_eq!(w.verify("111111", 46), VerifyOutcome::Verified, "refusal changed nothing");
+        assert_eq!(
+            w.verify("111111", 46),
+            VerifyOutcome::Verified,
+            "refusal changed nothing"
+        );
         assert_eq!(w.issue("333333", 60), issued(60));
     }
 
@@ -410,7 +448,11 @@ mod tests {
         for i in 0..4 {
             assert_eq!(w.issue("111111", i * 100), issued(0));
         }
-        assert_eq!(w.issue("111111", 400), issued(3200), "the fifth code says when a sixth is possible");
+        assert_eq!(
+            w.issue("111111", 400),
+            issued(3200),
+            "the fifth code says when a sixth is possible"
+        );
         assert_eq!(
             w.issue("111111", 500),
             IssueOutcome::RateLimited {
@@ -427,6 +469,9 @@ mod tests {
         w.issue("111111", 0);
         let record = w.record.clone().expect("stored");
         assert_eq!(record.expires_at(), T0.add(CAP_WINDOW));
-        assert_eq!(AddressRecord::default().expires_at(), Timestamp::from_millis(0));
+        assert_eq!(
+            AddressRecord::default().expires_at(),
+            Timestamp::from_millis(0)
+        );
     }
 }

@@ -1,0 +1,299 @@
+//! otpd's embedded store: one SQLite file in WAL mode holding each address's
+//! record and the outbox of mails to send.
+//!
+//! A single writer thread owns the connection and group-commits the jobs of
+//! concurrent requests (see [`writer`]). Issuing a code and queueing its mail
+//! are one job, so they commit together. The file never holds a code in plain
+//! text: records keep keyed digests, the outbox keeps sealed codes and drops
+//! them once the mail is sent or given up.
+//!
+//! The connection takes an exclusive lock on the file: one otpd process per
+//! database, which is what lets a restart reclaim mails a killed process had
+//! claimed but not sent.
+
+mod schema;
+mod writer;
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use otpd_core::policy::{
+    AddressRecord, Change, IssueCommand, IssueOutcome, Transition, VerifyCommand, VerifyOutcome,
+};
+use otpd_core::store::{
+    IssueStore, MailId, NewMail, Outbox, OutboxStats, QueuedMail, StoreError, StoreHealth,
+    VerifyStore,
+};
+use otpd_core::{EmailAddress, SealedCode, Timestamp};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use writer::Writer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("commit failed: {0}")]
+    CommitFailed(String),
+    #[error("a stored record could not be decoded")]
+    Decode(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the sqlite writer thread has stopped")]
+    WriterGone,
+    #[error("could not start the sqlite writer thread")]
+    Spawn(#[source] std::io::Error),
+}
+
+impl From<Error> for StoreError {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::Decode(_) => StoreError::Corrupt(Box::new(error)),
+            _ => StoreError::Unavailable(Box::new(error)),
+        }
+    }
+}
+
+/// How long after a mail was sent or given up its row is kept (for inspection).
+const FINISHED_MAIL_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// Cheap to clone; every clone talks to the same writer thread.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: Writer,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let conn = Connection::open(path)?;
+        schema::prepare(&conn)?;
+        Ok(Self {
+            writer: Writer::spawn(conn).map_err(Error::Spawn)?,
+        })
+    }
+
+    /// Deletes records whose codes and cap window are over, and finished mails
+    /// older than a day. Garbage collection only: expiry is checked on reads.
+    pub async fn sweep(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let retention_start = now
+            .as_millis()
+            .saturating_sub(FINISHED_MAIL_RETENTION.as_millis() as i64);
+        let removed = self
+            .writer
+            .run(move |conn| {
+                let records = conn.execute(
+                    "DELETE FROM addresses WHERE expires_at <= ?1",
+                    [now.as_millis()],
+                )?;
+                let mails = conn.execute(
+                    "DELETE FROM outbox WHERE state != 'pending' AND finished_at <= ?1",
+                    [retention_start],
+                )?;
+                Ok((records + mails) as u64)
+            })
+            .await?;
+        Ok(removed)
+    }
+}
+
+fn load_record(conn: &Connection, email: &EmailAddress) -> Result<Option<AddressRecord>, Error> {
+    let json: Option<String> = conn
+        .prepare_cached("SELECT record FROM addresses WHERE email = ?1")?
+        .query_row([email.as_str()], |row| row.get(0))
+        .optional()?;
+    json.map(|j| serde_json::from_str(&j).map_err(|e| Error::Decode(Box::new(e))))
+        .transpose()
+}
+
+fn apply_change(conn: &Connection, email: &EmailAddress, change: &Change) -> Result<(), Error> {
+    match change {
+        Change::Keep => {}
+        Change::Put(record) => {
+            let json = serde_json::to_string(record).map_err(|e| Error::Decode(Box::new(e)))?;
+            conn.prepare_cached(
+                "INSERT INTO addresses (email, record, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (email) DO UPDATE SET record = excluded.record, expires_at = excluded.expires_at",
+            )?
+            .execute(params![email.as_str(), json, record.expires_at().as_millis()])?;
+        }
+        Change::Delete => {
+            conn.prepare_cached("DELETE FROM addresses WHERE email = ?1")?
+                .execute([email.as_str()])?;
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl IssueStore for SqliteStore {
+    async fn issue(&self, cmd: IssueCommand, mail: NewMail) -> Result<IssueOutcome, StoreError> {
+        let outcome = self
+            .writer
+            .run(move |conn| {
+                let Transition { outcome, change } = cmd.apply(load_record(conn, &cmd.email)?);
+                apply_change(conn, &cmd.email, &change)?;
+                if matches!(outcome, IssueOutcome::Issued { .. }) {
+                    conn.prepare_cached(
+                        "INSERT INTO outbox (email, sealed, created_at, code_expires_at, next_attempt_at, state)
+                         VALUES (?1, ?2, ?3, ?4, ?3, 'pending')",
+                    )?
+                    .execute(params![
+                        mail.email.as_str(),
+                        mail.sealed.as_bytes(),
+                        mail.created_at.as_millis(),
+                        mail.code_expires_at.as_millis()
+                    ])?;
+                }
+                Ok(outcome)
+            })
+            .await?;
+        Ok(outcome)
+    }
+}
+
+#[async_trait]
+impl VerifyStore for SqliteStore {
+    async fn verify(&self, cmd: VerifyCommand) -> Result<VerifyOutcome, StoreError> {
+        let outcome = self
+            .writer
+            .run(move |conn| {
+                let Transition { outcome, change } = cmd.apply(load_record(conn, &cmd.email)?);
+                apply_change(conn, &cmd.email, &change)?;
+                Ok(outcome)
+            })
+            .await?;
+        Ok(outcome)
+    }
+}
+
+#[async_trait]
+impl StoreHealth for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.writer
+            .run(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Outbox for SqliteStore {
+    async fn claim_due(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Option<QueuedMail>, StoreError> {
+        let claimed = self
+            .writer
+            .run(move |conn| {
+                let row = conn
+                    .prepare_cached(
+                        "SELECT id, email, sealed, created_at, code_expires_at, attempts FROM outbox
+                         WHERE state = 'pending' AND next_attempt_at <= ?1
+                         ORDER BY next_attempt_at LIMIT 1",
+                    )?
+                    .query_row([now.as_millis()], |row| {
+                        Ok((
+                            row.get::<_, i64>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, Vec<u8>>(2)?,
+                            row.get::<_, i64>(3)?,
+                            row.get::<_, i64>(4)?,
+                            row.get::<_, u32>(5)?,
+                        ))
+                    })
+                    .optional()?;
+                let Some((id, email, sealed, created_at, expires_at, attempts)) = row else {
+                    return Ok(None);
+                };
+                conn.prepare_cached("UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1")?
+                    .execute(params![id, now.add(lease).as_millis()])?;
+                let email = EmailAddress::parse(&email).map_err(|e| Error::Decode(Box::new(e)))?;
+                Ok(Some(QueuedMail {
+                    id: MailId(id),
+                    mail: NewMail {
+                        email,
+                        sealed: SealedCode::from_bytes(sealed),
+                        created_at: Timestamp::from_millis(created_at),
+                        code_expires_at: Timestamp::from_millis(expires_at),
+                    },
+                    attempts,
+                }))
+            })
+            .await?;
+        Ok(claimed)
+    }
+
+    async fn delivered(&self, id: MailId) -> Result<(), StoreError> {
+        self.finish(id, "sent").await
+    }
+
+    async fn reschedule(&self, id: MailId, at: Timestamp) -> Result<(), StoreError> {
+        self.writer
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2 WHERE id = ?1",
+                )?
+                .execute(params![id.0, at.as_millis()])?;
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn dead(&self, id: MailId) -> Result<(), StoreError> {
+        self.finish(id, "dead").await
+    }
+
+    async fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        let due = self
+            .writer
+            .run(|conn| {
+                let due: Option<i64> = conn
+                    .prepare_cached(
+                        "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'",
+                    )?
+                    .query_row([], |row| row.get(0))?;
+                Ok(due.map(Timestamp::from_millis))
+            })
+            .await?;
+        Ok(due)
+    }
+
+    async fn stats(&self, now: Timestamp) -> Result<OutboxStats, StoreError> {
+        let stats = self
+            .writer
+            .run(move |conn| {
+                let (depth, oldest): (u64, Option<i64>) = conn
+                    .prepare_cached(
+                        "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE state = 'pending'",
+                    )?
+                    .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                Ok(OutboxStats {
+                    depth,
+                    oldest_age: oldest
+                        .map(|t| Timestamp::from_millis(t).until(now))
+                        .unwrap_or_default(),
+                })
+            })
+            .await?;
+        Ok(stats)
+    }
+}
+
+impl SqliteStore {
+    /// Ends a mail's life: the sealed code is erased, the row kept for a while.
+    async fn finish(&self, id: MailId, state: &'static str) -> Result<(), StoreError> {
+        self.writer
+            .run(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE outbox SET state = ?2, sealed = NULL, finished_at = strftime('%s', 'now') * 1000
+                     WHERE id = ?1",
+                )?
+                .execute(params![id.0, state])?;
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+}

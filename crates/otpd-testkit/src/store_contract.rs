@@ -1,0 +1,331 @@
+//! The behaviour every store must show, as functions over any store.
+//!
+//! A store crate runs them with [`store_contract_tests!`] (issue and verify)
+//! and [`outbox_contract_tests!`] (for stores that keep their own outbox).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use otpd_core::delivery::{Delivery, RetryPolicy, Step};
+use otpd_core::policy::{IssueOutcome, Limit, NoCode, Rules, VerifyOutcome};
+use otpd_core::store::{IssueStore, Outbox, VerifyStore};
+use otpd_core::{Clock, DomainAllowlist, EmailAddress, OtpCode, OtpService};
+
+use crate::{test_keys, CapturingMailer, FakeClock};
+
+pub trait CodeStore: IssueStore + VerifyStore + Send + Sync + 'static {}
+impl<T: IssueStore + VerifyStore + Send + Sync + 'static> CodeStore for T {}
+
+fn service(clock: &FakeClock, rules: Rules) -> OtpService {
+    OtpService {
+        keys: test_keys(),
+        rules,
+        allowlist: DomainAllowlist::default(),
+        clock: Arc::new(clock.clone()),
+    }
+}
+
+fn unique_address(tag: &str) -> EmailAddress {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let nanos = otpd_core::SystemClock.now().as_millis();
+    EmailAddress::parse(&format!("{tag}-{nanos}-{n}@contract.example")).unwrap()
+}
+
+/// Issues a code the test chose, so stores without an outbox can be tested too.
+async fn issue_known(
+    store: &dyn IssueStore,
+    svc: &OtpService,
+    email: &EmailAddress,
+    code: &str,
+) -> IssueOutcome {
+    use otpd_core::policy::IssueCommand;
+    use otpd_core::store::NewMail;
+    let code = OtpCode::parse(code, svc.rules.code_length).unwrap();
+    let now = svc.clock.now();
+    let cmd = IssueCommand {
+        email: email.clone(),
+        now,
+        rules: svc.rules,
+        digest: svc.keys.digest(email, &code),
+    };
+    let mail = NewMail {
+        email: email.clone(),
+        sealed: svc.keys.seal(email, &code),
+        created_at: now,
+        code_expires_at: now.add(svc.rules.code_ttl),
+    };
+    store.issue(cmd, mail).await.unwrap()
+}
+
+async fn verify(
+    store: &dyn VerifyStore,
+    svc: &OtpService,
+    email: &EmailAddress,
+    code: &str,
+) -> VerifyOutcome {
+    let code = OtpCode::parse(code, svc.rules.code_length).unwrap();
+    svc.verify(store, email.clone(), &code).await.unwrap()
+}
+
+fn no_limits() -> Rules {
+    Rules {
+        resend_cooldown: Duration::ZERO,
+        max_codes_per_hour: 0,
+        ..Rules::default()
+    }
+}
+
+pub async fn a_code_verifies_exactly_once(store: &impl CodeStore) {
+    let clock = FakeClock::new();
+    let svc = service(&clock, Rules::default());
+    let email = unique_address("once");
+    assert!(matches!(
+        issue_known(store, &svc, &email, "123456").await,
+        IssueOutcome::Issued { .. }
+    ));
+    assert_eq!(
+        verify(store, &svc, &email, "123456").await,
+        VerifyOutcome::Verified
+    );
+    assert_eq!(
+        verify(store, &svc, &email, "123456").await,
+        VerifyOutcome::NoLiveCode(NoCode::Unknown)
+    );
+}
+
+pub async fn unknown_address_has_no_live_code(store: &impl CodeStore) {
+    let clock = FakeClock::new();
+    let svc = service(&clock, Rules::default());
+    let email = unique_address("unknown");
+    assert_eq!(
+        verify(store, &svc, &email, "123456").await,
+        VerifyOutcome::NoLiveCode(NoCode::Unknown)
+    );
+}
+
+pub async fn wrong_guesses_are_counted_and_burn_the_codes(store: &impl CodeStore) {
+    let clock = FakeClock::new();
+    let svc = service(&clock, Rules::default());
+    let email = unique_address("burn");
+    issue_known(store, &svc, &email, "123456").await;
+    for remaining in (0..5).rev() {
+        assert_eq!(
+            verify(store, &svc, &email, "654321").await,
+            VerifyOutcome::Wrong {
+                attempts_remaining: remaining
+            }
+        );
+    }
+    assert_eq!(
+        verify(store, &svc, &email, "123456").await,
+        VerifyOutcome::NoLiveCode(NoCode::Burned)
+    );
+}
+
+pub async fn expiry_follows_the_clock(store: &impl CodeStore) {
+    let clock = FakeClock::new();
+    let svc = service(&clock, Rules::default());
+    let email = unique_address("expiry");
+    issue_known(store, &svc, &email, "123456").await;
+    clock.advance(Duration::from_secs(300));
+    assert_eq!(
+        verify(store, &svc, &email, "123456").await,
+        VerifyOutcome::NoLiveCode(NoCode::Expired)
+    );
+}
+
+pub async fn resent_codes_are_all_live_and_one_use_consumes_all(store: &impl CodeStore) {
+    let clock = FakeClock::new();
+    let svc = service(&clock, no_limits());
+    let email = unique_address("resend");
+    for code in ["111111", "222222", "333333", "444444"] {
+        issue_known(store, &svc, &email, code).await;
+        clock.advance(Duration::from_secs(1));
+    }
+    assert_eq!(
+        verify(store, &svc, &email, "111111").await,
+        VerifyOutcome::Wrong {
+            attempts_remaining: 4
+        },
+        "only the three most recent codes are live"
+    );
+    assert_eq!(
+        verify(store, &svc, &email, "222222").await,
+        VerifyOutcome::Verified
+    );
+    assert_eq!(
+        verify(store, &svc, &email, "444444").await,
+        VerifyOutcome::NoLiveCode(NoCode::Unknown)
+    );
+}
+
+pub async fn cooldown_refusal_changes_nothing(store: &impl CodeStore) {
+    let clock = FakeClock::new();
+    let svc = service(&clock, Rules::default());
+    let email = unique_address("cooldown");
+    issue_known(store, &svc, &email, "123456").await;
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(
+        issue_known(store, &svc, &email, "999999").await,
+        IssueOutcome::RateLimited {
+            limit: Limit::ResendCooldown,
+            retry_after: Duration::from_secs(50)
+        }
+    );
+    assert_eq!(
+        verify(store, &svc, &email, "999999").await,
+        VerifyOutcome::Wrong {
+            attempts_remaining: 4
+        },
+        "the refused code was not stored"
+    );
+    assert_eq!(
+        verify(store, &svc, &email, "123456").await,
+        VerifyOutcome::Verified
+    );
+}
+
+pub async fn concurrent_correct_verifies_succeed_once(store: &impl CodeStore) {
+    let clock = FakeClock::new();
+    let svc = service(&clock, Rules::default());
+    let email = unique_address("race");
+    issue_known(store, &svc, &email, "123456").await;
+    let outcomes =
+        futures::future::join_all((0..50).map(|_| verify(store, &svc, &email, "123456"))).await;
+    let successes = outcomes
+        .iter()
+        .filter(|o| **o == VerifyOutcome::Verified)
+        .count();
+    assert_eq!(successes, 1, "{outcomes:?}");
+}
+
+/// Every issued code leaves exactly one mail in the outbox, and a refused one none.
+pub async fn issued_codes_are_queued_and_delivered_once<S: CodeStore + Outbox>(store: &S) {
+    let clock = FakeClock::new();
+    let svc = service(&clock, Rules::default());
+    let mailer = CapturingMailer::default();
+    let delivery = Delivery {
+        keys: svc.keys.clone(),
+        code_length: svc.rules.code_length,
+        retry: RetryPolicy::default(),
+    };
+    drain(store, &delivery, &CapturingMailer::default(), &clock).await;
+    let email = unique_address("outbox");
+    svc.generate(store, email.clone()).await.unwrap();
+    clock.advance(Duration::from_secs(1));
+    assert!(matches!(
+        svc.generate(store, email.clone()).await.unwrap(),
+        IssueOutcome::RateLimited { .. }
+    ));
+    assert_eq!(store.stats(clock.now()).await.unwrap().depth, 1);
+    assert_eq!(drain(store, &delivery, &mailer, &clock).await, 1);
+    let sent = mailer.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].to, email);
+    assert_eq!(sent[0].lifetime, Duration::from_secs(300));
+    assert_eq!(
+        verify(store, &svc, &email, sent[0].code.expose()).await,
+        VerifyOutcome::Verified
+    );
+    assert_eq!(store.stats(clock.now()).await.unwrap().depth, 0);
+}
+
+/// A failed send is retried after a backoff; a claimed mail is hidden meanwhile.
+pub async fn failed_sends_are_retried_after_backoff<S: CodeStore + Outbox>(store: &S) {
+    let clock = FakeClock::new();
+    let svc = service(&clock, Rules::default());
+    let mailer = CapturingMailer::default();
+    let delivery = Delivery {
+        keys: svc.keys.clone(),
+        code_length: svc.rules.code_length,
+        retry: RetryPolicy::default(),
+    };
+    drain(store, &delivery, &CapturingMailer::default(), &clock).await;
+    svc.generate(store, unique_address("retry")).await.unwrap();
+    mailer.fail(Some(false));
+    let step = delivery
+        .deliver_next(store, &mailer, clock.now())
+        .await
+        .unwrap();
+    let Step::Retried { after, .. } = step else {
+        panic!("expected a retry, got {step:?}");
+    };
+    assert_eq!(
+        delivery
+            .deliver_next(store, &mailer, clock.now())
+            .await
+            .unwrap(),
+        Step::Empty,
+        "not due before its backoff"
+    );
+    mailer.fail(None);
+    clock.advance(after);
+    assert_eq!(
+        delivery
+            .deliver_next(store, &mailer, clock.now())
+            .await
+            .unwrap(),
+        Step::Delivered
+    );
+    assert_eq!(mailer.sent().len(), 1);
+}
+
+/// Delivers every due mail; returns how many were delivered.
+pub async fn drain<S: Outbox>(
+    store: &S,
+    delivery: &Delivery,
+    mailer: &CapturingMailer,
+    clock: &FakeClock,
+) -> usize {
+    let mut delivered = 0;
+    loop {
+        match delivery
+            .deliver_next(store, mailer, clock.now())
+            .await
+            .unwrap()
+        {
+            Step::Empty => return delivered,
+            Step::Delivered => delivered += 1,
+            other => panic!("unexpected step {other:?}"),
+        }
+    }
+}
+
+/// Runs the issue/verify contract against the store built by `$make` (an
+/// async expression evaluated once per test).
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($make:expr) => {
+        $crate::store_contract_tests!(@tests $make;
+            a_code_verifies_exactly_once,
+            unknown_address_has_no_live_code,
+            wrong_guesses_are_counted_and_burn_the_codes,
+            expiry_follows_the_clock,
+            resent_codes_are_all_live_and_one_use_consumes_all,
+            cooldown_refusal_changes_nothing,
+            concurrent_correct_verifies_succeed_once,
+        );
+    };
+    (@tests $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let store = $make;
+                $crate::store_contract::$name(&store).await;
+            }
+        )*
+    };
+}
+
+/// Runs the outbox contract against the store built by `$make`.
+#[macro_export]
+macro_rules! outbox_contract_tests {
+    ($make:expr) => {
+        $crate::store_contract_tests!(@tests $make;
+            issued_codes_are_queued_and_delivered_once,
+            failed_sends_are_retried_after_backoff,
+        );
+    };
+}
