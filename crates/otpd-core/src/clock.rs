@@ -18,7 +18,7 @@ impl Timestamp {
         self.0
     }
 
-    pub fn add(self, duration: Duration) -> Self {
+    pub fn plus(self, duration: Duration) -> Self {
         Self(self.0.saturating_add(duration_millis(duration)))
     }
 
@@ -64,7 +64,7 @@ mod tests {
         let t = Timestamp::from_millis(10_000);
         assert_eq!(t.until(Timestamp::from_millis(9_000)), Duration::ZERO);
         assert_eq!(
-            t.until(t.add(Duration::from_millis(1500))),
+            t.until(t.plus(Duration::from_millis(1500))),
             Duration::from_millis(1500)
         );
         assert_eq!(ceil_secs(Duration::from_millis(1500)), 2);

@@ -89,7 +89,7 @@ impl Delivery {
         let step = self.attempt(&queued, mailer, now).await;
         match &step {
             Step::Delivered => outbox.delivered(queued.id).await?,
-            Step::Retried { after, .. } => outbox.reschedule(queued.id, now.add(*after)).await?,
+            Step::Retried { after, .. } => outbox.reschedule(queued.id, now.plus(*after)).await?,
             Step::Dead(_) => outbox.dead(queued.id).await?,
             Step::Empty => {}
         }
@@ -116,7 +116,7 @@ impl Delivery {
             Ok(()) => Step::Delivered,
             Err(MailError::Permanent(reason)) => Step::Dead(DeadReason::Rejected(reason)),
             Err(MailError::Transient(error)) => {
-                if now >= mail.created_at.add(self.retry.give_up_after) {
+                if now >= mail.created_at.plus(self.retry.give_up_after) {
                     return Step::Dead(DeadReason::TooOld);
                 }
                 let after = self.retry.delay(queued.attempts, &mut rand::thread_rng());

@@ -149,6 +149,15 @@ impl CodeKeys {
         CodeDigest(mac.finalize().into_bytes().to_vec())
     }
 
+    /// A short keyed tag of an address, so logs can correlate requests for
+    /// one address without holding the address itself.
+    pub fn address_tag(&self, email: &EmailAddress) -> String {
+        let mut mac = self.digest.clone();
+        mac.update(b"log tag\0");
+        mac.update(email.as_str().as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..6])
+    }
+
     pub fn seal(&self, email: &EmailAddress, code: &OtpCode) -> SealedCode {
         let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
         let payload = Payload {

@@ -64,7 +64,7 @@ impl AddressRecord {
     /// cap window. Stores use it for garbage collection only.
     pub fn expires_at(&self) -> Timestamp {
         let last_code = self.codes.iter().map(|c| c.expires_at).max();
-        let last_issue = self.issued.last().map(|t| t.add(CAP_WINDOW));
+        let last_issue = self.issued.last().map(|t| t.plus(CAP_WINDOW));
         last_code
             .into_iter()
             .chain(last_issue)
@@ -74,7 +74,7 @@ impl AddressRecord {
 
     fn prune(&mut self, now: Timestamp) {
         self.codes.retain(|c| c.expires_at > now);
-        self.issued.retain(|t| t.add(CAP_WINDOW) > now);
+        self.issued.retain(|t| t.plus(CAP_WINDOW) > now);
     }
 
     fn burned(&self, rules: &Rules) -> bool {
@@ -155,7 +155,7 @@ impl IssueCommand {
         record.failed_attempts = 0;
         record.codes.push(LiveCode {
             digest: self.digest.clone(),
-            expires_at: self.now.add(self.rules.code_ttl),
+            expires_at: self.now.plus(self.rules.code_ttl),
         });
         let excess = record.codes.len().saturating_sub(LIVE_CODES);
         record.codes.drain(..excess);
@@ -177,13 +177,13 @@ impl IssueCommand {
         let cooldown = record
             .issued
             .last()
-            .map(|last| self.now.until(last.add(self.rules.resend_cooldown)))
+            .map(|last| self.now.until(last.plus(self.rules.resend_cooldown)))
             .filter(|wait| !wait.is_zero())
             .map(|wait| (Limit::ResendCooldown, wait));
         let cap = self.rules.max_codes_per_hour as usize;
         let capped = (cap > 0 && record.issued.len() >= cap)
             .then(|| record.issued[record.issued.len() - cap])
-            .map(|oldest| (Limit::HourlyCap, self.now.until(oldest.add(CAP_WINDOW))));
+            .map(|oldest| (Limit::HourlyCap, self.now.until(oldest.plus(CAP_WINDOW))));
         cooldown
             .into_iter()
             .chain(capped)
@@ -293,7 +293,7 @@ mod tests {
         fn issue(&mut self, code: &str, at_secs: u64) -> IssueOutcome {
             let cmd = IssueCommand {
                 email: self.email.clone(),
-                now: T0.add(Duration::from_secs(at_secs)),
+                now: T0.plus(Duration::from_secs(at_secs)),
                 rules: self.rules,
                 digest: self.digest(code),
             };
@@ -304,7 +304,7 @@ mod tests {
         fn verify(&mut self, code: &str, at_secs: u64) -> VerifyOutcome {
             let cmd = VerifyCommand {
                 email: self.email.clone(),
-                now: T0.add(Duration::from_secs(at_secs)),
+                now: T0.plus(Duration::from_secs(at_secs)),
                 rules: self.rules,
                 candidate: self.digest(code),
             };
@@ -468,7 +468,7 @@ mod tests {
         let mut w = World::new(Rules::default());
         w.issue("111111", 0);
         let record = w.record.clone().expect("stored");
-        assert_eq!(record.expires_at(), T0.add(CAP_WINDOW));
+        assert_eq!(record.expires_at(), T0.plus(CAP_WINDOW));
         assert_eq!(
             AddressRecord::default().expires_at(),
             Timestamp::from_millis(0)

@@ -40,7 +40,7 @@ impl OtpService {
             email: email.clone(),
             sealed: self.keys.seal(&email, &code),
             created_at: now,
-            code_expires_at: now.add(self.rules.code_ttl),
+            code_expires_at: now.plus(self.rules.code_ttl),
         };
         let cmd = IssueCommand {
             digest: self.keys.digest(&email, &code),

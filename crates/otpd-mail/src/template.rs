@@ -103,7 +103,7 @@ impl Templates {
 
 fn describe_lifetime(lifetime: Duration) -> String {
     let secs = lifetime.as_secs();
-    let (n, unit) = if secs >= 60 && secs % 60 == 0 {
+    let (n, unit) = if secs >= 60 && secs.is_multiple_of(60) {
         (secs / 60, "minute")
     } else {
         (secs, "second")

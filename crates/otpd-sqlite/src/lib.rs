@@ -207,7 +207,7 @@ impl Outbox for SqliteStore {
                     return Ok(None);
                 };
                 conn.prepare_cached("UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1")?
-                    .execute(params![id, now.add(lease).as_millis()])?;
+                    .execute(params![id, now.plus(lease).as_millis()])?;
                 let email = EmailAddress::parse(&email).map_err(|e| Error::Decode(Box::new(e)))?;
                 Ok(Some(QueuedMail {
                     id: MailId(id),

@@ -54,7 +54,7 @@ async fn issue_known(
         email: email.clone(),
         sealed: svc.keys.seal(email, &code),
         created_at: now,
-        code_expires_at: now.add(svc.rules.code_ttl),
+        code_expires_at: now.plus(svc.rules.code_ttl),
     };
     store.issue(cmd, mail).await.unwrap()
 }

@@ -1,0 +1,182 @@
+//! Routers and the server loop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::extract::MAX_BODY_BYTES;
+use crate::state::{AppState, HttpConfig};
+use crate::{api, metrics, openapi, web, ApiError};
+
+/// `POST /GenerateOTP` alone (the GenerateOTP Lambda).
+pub fn generate_router(state: AppState) -> Router {
+    api_layers(
+        Router::new()
+            .route("/GenerateOTP", post(api::generate))
+            .with_state(state),
+    )
+}
+
+/// `POST /VerifyOTP` alone (the VerifyOTP Lambda).
+pub fn verify_router(state: AppState) -> Router {
+    api_layers(
+        Router::new()
+            .route("/VerifyOTP", post(api::verify))
+            .with_state(state),
+    )
+}
+
+/// Everything `otpd serve` answers: both routes, health, metrics, OpenAPI, the page.
+pub fn app(state: AppState, config: &HttpConfig) -> Router {
+    let product_name = config.product_name.clone();
+    let page = Router::new()
+        .route("/", get(move || index(product_name.clone())))
+        .route("/app.js", get(web::app_js))
+        .route("/style.css", get(web::style_css))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(web::CONTENT_SECURITY_POLICY),
+        ));
+    let api = Router::new()
+        .route("/GenerateOTP", post(api::generate))
+        .route("/VerifyOTP", post(api::verify))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi_json))
+        .with_state(state);
+    let router = api_layers(api.merge(page));
+    with_cors(router, &config.allowed_origins)
+}
+
+/// Layers every router shares: limits, JSON fallbacks, headers, tracing, metrics.
+fn api_layers(router: Router) -> Router {
+    router
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(middleware::from_fn(metrics::track_latency))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// CORS for the configured origins only; `*` is never sent, and a request
+/// from any other origin gets no `Access-Control-Allow-*` header at all.
+pub fn with_cors(router: Router, origins: &[String]) -> Router {
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+        .collect();
+    if allowed.is_empty() {
+        return router;
+    }
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(allowed.clone()))
+        .allow_methods([Method::POST])
+        .allow_headers([header::CONTENT_TYPE])
+        .expose_headers([header::RETRY_AFTER])
+        .max_age(std::time::Duration::from_secs(600));
+    router
+        .layer(cors)
+        .layer(middleware::from_fn_with_state(allowed, strip_foreign_cors))
+}
+
+async fn strip_foreign_cors(
+    State(allowed): State<Vec<HeaderValue>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let foreign = request
+        .headers()
+        .get(header::ORIGIN)
+        .is_some_and(|origin| !allowed.contains(origin));
+    let mut response = next.run(request).await;
+    if foreign {
+        let cors_headers: Vec<HeaderName> = response
+            .headers()
+            .keys()
+            .filter(|name| name.as_str().starts_with("access-control-"))
+            .cloned()
+            .collect();
+        for name in cors_headers {
+            response.headers_mut().remove(name);
+        }
+    }
+    response
+}
+
+async fn index(product_name: String) -> Html<String> {
+    Html(web::index_html(&product_name))
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.stores.health.ping().await {
+        Ok(()) => Json(serde_json::json!({ "status": "ok" })).into_response(),
+        Err(e) => {
+            tracing::warn!(error = &e as &dyn std::error::Error, "health check failed");
+            ApiError::Unavailable.into_response()
+        }
+    }
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    if let Some(outbox) = &state.stores.outbox {
+        match outbox.stats(state.service.clock.now()).await {
+            Ok(stats) => metrics::record_outbox(&stats),
+            Err(e) => tracing::warn!(error = &e as &dyn std::error::Error, "outbox stats failed"),
+        }
+    }
+    let handle = metrics::handle();
+    handle.run_upkeep();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+        .into_response()
+}
+
+async fn openapi_json() -> Response {
+    Json(openapi::document()).into_response()
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then finishes the
+/// requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

@@ -1,0 +1,108 @@
+//! The outbox worker: a few loops around [`Delivery::deliver_next`], woken
+//! when a mail is queued or a retry falls due, stopped by the shutdown signal
+//! after finishing the mail in hand.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use otpd_core::delivery::{Delivery, Step};
+use otpd_core::store::Outbox;
+use otpd_core::{Clock, Mailer};
+use otpd_http::metrics;
+use otpd_sqlite::SqliteStore;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+
+/// Mails sent in parallel; enough to hide an SMTP round trip.
+const PARALLEL_SENDS: usize = 4;
+/// The longest a worker sleeps without looking at the outbox.
+const MAX_IDLE: Duration = Duration::from_secs(5);
+/// How often expired records and old finished mails are deleted.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+pub struct Worker {
+    pub delivery: Delivery,
+    pub store: SqliteStore,
+    pub mailer: Arc<dyn Mailer>,
+    pub clock: Arc<dyn Clock>,
+    pub mail_queued: Arc<Notify>,
+}
+
+impl Worker {
+    /// Runs until `shutdown` turns true.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let this = Arc::new(self);
+        let mut loops = JoinSet::new();
+        for _ in 0..PARALLEL_SENDS {
+            loops.spawn(this.clone().deliver_loop(shutdown.clone()));
+        }
+        loops.spawn(this.clone().sweep_loop(shutdown));
+        while loops.join_next().await.is_some() {}
+        tracing::info!("outbox worker stopped");
+    }
+
+    async fn deliver_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        while !*shutdown.borrow() {
+            let step = self
+                .delivery
+                .deliver_next(&self.store, self.mailer.as_ref(), self.clock.now())
+                .await;
+            let idle = match step {
+                Ok(Step::Empty) => Some(self.until_next_due().await),
+                Ok(step) => {
+                    log_step(&step);
+                    metrics::record_mail(&step);
+                    None
+                }
+                Err(e) => {
+                    tracing::error!(error = &e as &dyn std::error::Error, "outbox unavailable");
+                    Some(Duration::from_secs(1))
+                }
+            };
+            if let Some(idle) = idle {
+                tokio::select! {
+                    () = self.mail_queued.notified() => {}
+                    () = tokio::time::sleep(idle) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+
+    async fn until_next_due(&self) -> Duration {
+        match self.store.next_due().await {
+            Ok(Some(due)) => self
+                .clock
+                .now()
+                .until(due)
+                .clamp(Duration::from_millis(10), MAX_IDLE),
+            _ => MAX_IDLE,
+        }
+    }
+
+    async fn sweep_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut every = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            match self.store.sweep(self.clock.now()).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::debug!(removed, "swept expired rows"),
+                Err(e) => tracing::warn!(error = &e as &dyn std::error::Error, "sweep failed"),
+            }
+        }
+    }
+}
+
+fn log_step(step: &Step) {
+    match step {
+        Step::Delivered => tracing::info!("mail delivered"),
+        Step::Retried { after, error } => {
+            tracing::warn!(retry_in_ms = after.as_millis() as u64, %error, "mail delivery failed; will retry")
+        }
+        Step::Dead(reason) => tracing::error!(?reason, "mail given up"),
+        Step::Empty => {}
+    }
+}
