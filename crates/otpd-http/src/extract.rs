@@ -4,6 +4,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 
 use crate::ApiError;
 
@@ -21,10 +22,14 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(reject(&rejection)),
-        }
+        // Through a map first: serde would also accept a struct written as a
+        // JSON array, which the contract does not allow.
+        let axum::Json(object) = axum::Json::<Map<String, Value>>::from_request(req, state)
+            .await
+            .map_err(|rejection| reject(&rejection))?;
+        T::deserialize(Value::Object(object))
+            .map(Self)
+            .map_err(|e| ApiError::InvalidRequest(format!("invalid request body: {e}")))
     }
 }
 
@@ -34,18 +39,12 @@ fn reject(rejection: &JsonRejection) -> ApiError {
         JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::PayloadTooLarge
         }
-        JsonRejection::JsonDataError(e) => ApiError::InvalidRequest(clean(&e.body_text())),
+        JsonRejection::JsonDataError(_) => {
+            ApiError::InvalidRequest("the body must be a JSON object".into())
+        }
         JsonRejection::JsonSyntaxError(_) => {
             ApiError::InvalidRequest("the body is not valid JSON".into())
         }
         _ => ApiError::InvalidRequest("the body could not be read".into()),
     }
-}
-
-/// serde's message without axum's prefix, e.g. "missing field `email`".
-fn clean(text: &str) -> String {
-    let detail = text
-        .strip_prefix("Failed to deserialize the JSON body into the target type: ")
-        .unwrap_or(text);
-    format!("invalid request body: {detail}")
 }
