@@ -7,14 +7,15 @@
 //! text: records keep keyed digests, the outbox keeps sealed codes and drops
 //! them once the mail is sent or given up.
 //!
-//! The connection takes an exclusive lock on the file: one otpd process per
-//! database, which is what lets a restart reclaim mails a killed process had
-//! claimed but not sent.
+//! A lock file next to the database admits one otpd process per database,
+//! which is what lets a restart reclaim mails a killed process had claimed
+//! but not sent.
 
+mod checkpoint;
 mod schema;
 mod writer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -40,8 +41,27 @@ pub enum Error {
     Decode(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the sqlite writer thread has stopped")]
     WriterGone,
-    #[error("could not start the sqlite writer thread")]
+    #[error("could not start a sqlite thread")]
     Spawn(#[source] std::io::Error),
+    #[error("{0} is in use by another otpd process")]
+    Locked(String),
+    #[error("could not open the lock file {path}")]
+    LockFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a committed write survives; every answer waits for its commit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// The process being killed (SQLite `synchronous = NORMAL` in WAL mode):
+    /// a power loss may undo the last moments of commits, never corrupt.
+    #[default]
+    ProcessCrash,
+    /// Power loss as well (`synchronous = FULL`): an fsync per commit.
+    PowerLoss,
 }
 
 impl From<Error> for StoreError {
@@ -64,11 +84,19 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
-    pub fn open(path: &Path) -> Result<Self, Error> {
+    pub fn open(path: &Path, durability: Durability) -> Result<Self, Error> {
+        let lock = lock(path)?;
         let conn = Connection::open(path)?;
-        schema::prepare(&conn)?;
+        schema::prepare_writer(&conn, durability)?;
+        let checkpointer = Connection::open(path)?;
+        schema::prepare_checkpointer(&checkpointer)?;
+        let (commits, committed) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("otpd-checkpoint".into())
+            .spawn(move || checkpoint::run(checkpointer, committed))
+            .map_err(Error::Spawn)?;
         Ok(Self {
-            writer: Writer::spawn(conn).map_err(Error::Spawn)?,
+            writer: Writer::spawn(conn, commits, lock).map_err(Error::Spawn)?,
         })
     }
 
@@ -93,6 +121,29 @@ impl SqliteStore {
             })
             .await?;
         Ok(removed)
+    }
+}
+
+/// Takes the lock file `<database>.lock`, held until the writer stops.
+fn lock(path: &Path) -> Result<std::fs::File, Error> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| Error::LockFile {
+            path: PathBuf::from(&lock_path).display().to_string(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked(path.display().to_string())),
+        Err(std::fs::TryLockError::Error(source)) => Err(Error::LockFile {
+            path: PathBuf::from(&lock_path).display().to_string(),
+            source,
+        }),
     }
 }
 

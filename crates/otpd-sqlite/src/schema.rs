@@ -2,7 +2,7 @@
 
 use rusqlite::Connection;
 
-use crate::Error;
+use crate::{Durability, Error};
 
 /// Each entry migrates from version `index` to `index + 1` (`PRAGMA user_version`).
 const MIGRATIONS: &[&str] = &[
@@ -27,15 +27,26 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state = 'pending';",
 ];
 
-pub fn prepare(conn: &Connection) -> Result<(), Error> {
-    // EXCLUSIVE: one otpd per file (see the crate docs). WAL: commits append,
-    // readers never block. FULL: a commit is on disk before a request is answered.
-    conn.execute_batch(
-        "PRAGMA locking_mode = EXCLUSIVE;
+/// How long a connection waits for another one's lock (the checkpointer's).
+const BUSY_TIMEOUT_MS: u32 = 5_000;
+
+/// Settings of the writer's connection, then migrations.
+pub fn prepare_writer(conn: &Connection, durability: Durability) -> Result<(), Error> {
+    let synchronous = match durability {
+        Durability::ProcessCrash => "NORMAL",
+        Durability::PowerLoss => "FULL",
+    };
+    // WAL: commits append and readers never block. Checkpoints run on their
+    // own thread (see `checkpoint`), not inside the writer's commits. The
+    // sub-journals of the per-job savepoints stay in memory.
+    conn.execute_batch(&format!(
+        "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};
          PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = FULL;
-         PRAGMA foreign_keys = ON;",
-    )?;
+         PRAGMA synchronous = {synchronous};
+         PRAGMA wal_autocheckpoint = 0;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -8000;"
+    ))?;
     let version: usize = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         conn.execute_batch(&format!(
@@ -43,11 +54,17 @@ pub fn prepare(conn: &Connection) -> Result<(), Error> {
             index + 1
         ))?;
     }
-    // Claims belong to the process that made them; that process is gone.
+    // Claims belong to the process that made them, and the lock file says
+    // that process is gone.
     conn.execute(
         "UPDATE outbox SET next_attempt_at = MIN(next_attempt_at, strftime('%s', 'now') * 1000)
          WHERE state = 'pending'",
         [],
     )?;
+    Ok(())
+}
+
+pub fn prepare_checkpointer(conn: &Connection) -> Result<(), Error> {
+    conn.execute_batch(&format!("PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};"))?;
     Ok(())
 }

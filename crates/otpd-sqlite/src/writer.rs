@@ -6,6 +6,8 @@
 //! concurrent requests thus share one commit (and one fsync), the async
 //! runtime never waits on SQLite, and each job is atomic on its own.
 
+use std::sync::mpsc::SyncSender;
+
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
@@ -31,11 +33,20 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn spawn(conn: Connection) -> std::io::Result<Self> {
+    /// Starts the thread. It tells `commits` after each commit, and holds
+    /// `lock` (the store's single-process lock) for as long as it runs.
+    pub fn spawn(
+        conn: Connection,
+        commits: SyncSender<()>,
+        lock: std::fs::File,
+    ) -> std::io::Result<Self> {
         let (jobs, rx) = mpsc::channel(QUEUE_CAPACITY);
         std::thread::Builder::new()
             .name("otpd-sqlite".into())
-            .spawn(move || run(conn, rx))?;
+            .spawn(move || {
+                run(conn, rx, &commits);
+                drop(lock);
+            })?;
         Ok(Self { jobs })
     }
 
@@ -60,7 +71,7 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, commits: &SyncSender<()>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -71,6 +82,8 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
             }
         }
         let answers = commit_batch(&mut conn, batch.drain(..));
+        // Full means a checkpoint is already due; the checkpointer catches up.
+        let _ = commits.try_send(());
         for (answer, committed) in answers {
             (answer.send)(committed);
         }

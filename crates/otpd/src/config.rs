@@ -12,6 +12,7 @@ use otpd_core::delivery::RetryPolicy;
 use otpd_core::policy::Rules;
 use otpd_core::{CodeLength, DomainAllowlist, Secret};
 use otpd_mail::{Mailbox, Templates};
+use otpd_sqlite::Durability;
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -39,6 +40,7 @@ pub const KEYS: &[&str] = &[
     "log_format",
     "outbox_max_delay",
     "outbox_give_up_after",
+    "sqlite_synchronous",
 ];
 
 /// Variables that are read but are not configuration keys.
@@ -116,6 +118,8 @@ struct Raw {
     log_format: String,
     outbox_max_delay: u64,
     outbox_give_up_after: u64,
+    #[serde(deserialize_with = "text")]
+    sqlite_synchronous: String,
 }
 
 impl Default for Raw {
@@ -143,6 +147,7 @@ impl Default for Raw {
             log_format: "text".into(),
             outbox_max_delay: 60,
             outbox_give_up_after: 3600,
+            sqlite_synchronous: "normal".into(),
         }
     }
 }
@@ -200,7 +205,7 @@ fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreUrl {
-    Sqlite(PathBuf),
+    Sqlite(PathBuf, Durability),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,7 +304,17 @@ fn is_key(var: &str) -> bool {
 
 fn check(raw: Raw, warnings: &mut Vec<String>) -> Result<Config, ConfigError> {
     let listen = parse_listen(&raw.listen)?;
-    let store = parse_store(&raw.store)?;
+    let durability = match raw.sqlite_synchronous.as_str() {
+        "normal" => Durability::ProcessCrash,
+        "full" => Durability::PowerLoss,
+        other => {
+            return Err(invalid(
+                "sqlite_synchronous",
+                format!("must be normal or full, not {other:?}"),
+            ))
+        }
+    };
+    let store = parse_store(&raw.store, durability)?;
     let smtp_password = read_secret(raw.smtp_password, raw.smtp_password_file, "smtp_password")?;
     let mailer = parse_mailer(&raw.mailer, smtp_password)?;
     let mail_from: Mailbox = raw.mail_from.parse().map_err(|e| {
@@ -321,7 +336,7 @@ fn check(raw: Raw, warnings: &mut Vec<String>) -> Result<Config, ConfigError> {
                 .map_err(|e| invalid("secret", format!("{e}; `otpd gen-secret` prints one")))?,
         ),
         None => match &store {
-            StoreUrl::Sqlite(path) => SecretSource::KeyFile(path.with_extension("key")),
+            StoreUrl::Sqlite(path, _) => SecretSource::KeyFile(path.with_extension("key")),
         },
     };
     if !(1..=3600).contains(&raw.code_ttl) {
@@ -434,9 +449,11 @@ fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
     })
 }
 
-fn parse_store(text: &str) -> Result<StoreUrl, ConfigError> {
+fn parse_store(text: &str, durability: Durability) -> Result<StoreUrl, ConfigError> {
     match text.split_once("://") {
-        Some(("sqlite", path)) if !path.is_empty() => Ok(StoreUrl::Sqlite(PathBuf::from(path))),
+        Some(("sqlite", path)) if !path.is_empty() => {
+            Ok(StoreUrl::Sqlite(PathBuf::from(path), durability))
+        }
         Some(("dynamodb", _)) => Err(invalid(
             "store",
             "dynamodb:// is served by the AWS Lambda functions, not yet by otpd serve; use sqlite://PATH",
@@ -554,7 +571,10 @@ mod tests {
     fn zero_configuration_gives_the_documented_defaults() {
         let c = load(&[]).unwrap();
         assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(c.store, StoreUrl::Sqlite("otpd.db".into()));
+        assert_eq!(
+            c.store,
+            StoreUrl::Sqlite("otpd.db".into(), Durability::ProcessCrash)
+        );
         assert_eq!(c.mailer, MailerUrl::Log);
         assert!(matches!(c.secret, SecretSource::KeyFile(ref p) if p == Path::new("otpd.key")));
         assert_eq!(c.rules, Rules::default());

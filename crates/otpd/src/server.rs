@@ -64,8 +64,8 @@ pub async fn start(
     clock: Arc<dyn Clock>,
     listener: TcpListener,
 ) -> anyhow::Result<Running> {
-    let StoreUrl::Sqlite(path) = &config.store;
-    let store = SqliteStore::open(path)
+    let StoreUrl::Sqlite(path, durability) = &config.store;
+    let store = SqliteStore::open(path, *durability)
         .with_context(|| format!("could not open the SQLite store at {}", path.display()))?;
     let keys = load_keys(config)?;
     let mailer = build_mailer(config)?;
