@@ -16,11 +16,7 @@ const IDLE_CHECKPOINT: Duration = Duration::from_secs(5);
 
 /// Runs until the writer drops its end of `commits` (one message per commit).
 pub fn run(conn: Connection, commits: Receiver<()>) {
-    loop {
-        match commits.recv_timeout(IDLE_CHECKPOINT) {
-            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
+    while commits.recv_timeout(IDLE_CHECKPOINT) != Err(RecvTimeoutError::Disconnected) {
         if let Err(e) = checkpoint(&conn) {
             tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
         }
