@@ -1,13 +1,14 @@
-//! One step of the outbox worker: claim a due mail, send it, record the result.
+//! One step of the outbox worker: claim the due mails, send them, record
+//! what became of each.
 //!
 //! The loop that calls it lives with the runtime; tests drain an outbox by
-//! calling [`deliver_next`] until it reports [`Step::Empty`].
+//! calling [`Delivery::deliver_due`] until it finds nothing due.
 
 use std::time::Duration;
 
 use rand::Rng;
 
-use crate::store::{Outbox, QueuedMail, StoreError};
+use crate::store::{Outbox, QueuedMail, Settlement, StoreError};
 use crate::{CodeKeys, CodeLength, CodeMail, MailError, Mailer, Timestamp};
 
 /// How the worker retries.
@@ -65,7 +66,16 @@ pub enum Step {
     Delivered,
     Retried { after: Duration, error: String },
     Dead(DeadReason),
-    Empty,
+}
+
+impl Step {
+    fn settlement(&self, now: Timestamp) -> Settlement {
+        match self {
+            Self::Delivered => Settlement::Delivered,
+            Self::Retried { after, .. } => Settlement::RetryAt(now.plus(*after)),
+            Self::Dead(_) => Settlement::Dead,
+        }
+    }
 }
 
 /// What the worker needs besides the outbox and the mailer.
@@ -77,26 +87,32 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub async fn deliver_next(
+    /// Claims up to `limit` due mails, sends them concurrently and settles
+    /// them in one write. An empty result means nothing was due.
+    pub async fn deliver_due(
         &self,
         outbox: &dyn Outbox,
         mailer: &dyn Mailer,
         now: Timestamp,
-    ) -> Result<Step, StoreError> {
-        let Some(queued) = outbox.claim_due(now, self.retry.lease).await? else {
-            return Ok(Step::Empty);
-        };
-        let step = self.attempt(&queued, mailer, now).await;
-        match &step {
-            Step::Delivered => outbox.delivered(queued.id).await?,
-            Step::Retried { after, .. } => outbox.reschedule(queued.id, now.plus(*after)).await?,
-            Step::Dead(_) => outbox.dead(queued.id).await?,
-            Step::Empty => {}
+        limit: usize,
+    ) -> Result<Vec<Step>, StoreError> {
+        let claimed = outbox.claim_due(now, self.retry.lease, limit).await?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(step)
+        let steps =
+            futures::future::join_all(claimed.iter().map(|q| self.attempt(q, mailer, now))).await;
+        let settlements = claimed
+            .iter()
+            .zip(&steps)
+            .map(|(queued, step)| (queued.id, step.settlement(now)))
+            .collect();
+        outbox.settle(settlements).await?;
+        Ok(steps)
     }
 
-    async fn attempt(&self, queued: &QueuedMail, mailer: &dyn Mailer, now: Timestamp) -> Step {
+    /// One delivery attempt of one mail; the caller records the result.
+    pub async fn attempt(&self, queued: &QueuedMail, mailer: &dyn Mailer, now: Timestamp) -> Step {
         let mail = &queued.mail;
         if now >= mail.code_expires_at {
             return Step::Dead(DeadReason::CodeExpired);

@@ -73,21 +73,30 @@ pub struct OutboxStats {
     pub oldest_age: Duration,
 }
 
+/// What became of a claimed mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// The provider accepted it: forget the sealed code.
+    Delivered,
+    /// Try again at this time.
+    RetryAt(Timestamp),
+    /// Stop trying: forget the sealed code and keep the row for the record.
+    Dead,
+}
+
 #[async_trait]
 pub trait Outbox: Send + Sync {
-    /// Takes the next due mail and hides it from other claims for `lease`, so
-    /// a worker that dies mid-send leaves it to be retried.
+    /// Takes up to `limit` due mails, oldest due first, and hides them from
+    /// other claims for `lease`, so a worker that dies mid-send leaves them
+    /// to be retried.
     async fn claim_due(
         &self,
         now: Timestamp,
         lease: Duration,
-    ) -> Result<Option<QueuedMail>, StoreError>;
-    /// The provider accepted it: forget the sealed code.
-    async fn delivered(&self, id: MailId) -> Result<(), StoreError>;
-    /// Try again at `at`.
-    async fn reschedule(&self, id: MailId, at: Timestamp) -> Result<(), StoreError>;
-    /// Stop trying: forget the sealed code and keep the row for the record.
-    async fn dead(&self, id: MailId) -> Result<(), StoreError>;
+        limit: usize,
+    ) -> Result<Vec<QueuedMail>, StoreError>;
+    /// Records what became of claimed mails, in one write.
+    async fn settle(&self, settlements: Vec<(MailId, Settlement)>) -> Result<(), StoreError>;
     /// When the next pending mail is due, if any.
     async fn next_due(&self) -> Result<Option<Timestamp>, StoreError>;
     async fn stats(&self, now: Timestamp) -> Result<OutboxStats, StoreError>;

@@ -90,7 +90,6 @@ pub fn record_mail(step: &Step) {
         Step::Retried { .. } => "retry",
         Step::Dead(DeadReason::CodeExpired) => "expired",
         Step::Dead(_) => "dead",
-        Step::Empty => return,
     };
     metrics::counter!(MAILS, "result" => result).increment(1);
 }

@@ -23,8 +23,8 @@ use otpd_core::policy::{
     AddressRecord, Change, IssueCommand, IssueOutcome, Transition, VerifyCommand, VerifyOutcome,
 };
 use otpd_core::store::{
-    IssueStore, MailId, NewMail, Outbox, OutboxStats, QueuedMail, StoreError, StoreHealth,
-    VerifyStore,
+    IssueStore, MailId, NewMail, Outbox, OutboxStats, QueuedMail, Settlement, StoreError,
+    StoreHealth, VerifyStore,
 };
 use otpd_core::{EmailAddress, SealedCode, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -233,17 +233,19 @@ impl Outbox for SqliteStore {
         &self,
         now: Timestamp,
         lease: Duration,
-    ) -> Result<Option<QueuedMail>, StoreError> {
+        limit: usize,
+    ) -> Result<Vec<QueuedMail>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let claimed = self
             .writer
             .run(move |conn| {
-                let row = conn
+                let rows = conn
                     .prepare_cached(
                         "SELECT id, email, sealed, created_at, code_expires_at, attempts FROM outbox
                          WHERE state = 'pending' AND next_attempt_at <= ?1
-                         ORDER BY next_attempt_at LIMIT 1",
+                         ORDER BY next_attempt_at LIMIT ?2",
                     )?
-                    .query_row([now.as_millis()], |row| {
+                    .query_map(params![now.as_millis(), limit], |row| {
                         Ok((
                             row.get::<_, i64>(0)?,
                             row.get::<_, String>(1)?,
@@ -252,48 +254,54 @@ impl Outbox for SqliteStore {
                             row.get::<_, i64>(4)?,
                             row.get::<_, u32>(5)?,
                         ))
-                    })
-                    .optional()?;
-                let Some((id, email, sealed, created_at, expires_at, attempts)) = row else {
-                    return Ok(None);
-                };
-                conn.prepare_cached("UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1")?
-                    .execute(params![id, now.plus(lease).as_millis()])?;
-                let email = EmailAddress::parse(&email).map_err(|e| Error::Decode(Box::new(e)))?;
-                Ok(Some(QueuedMail {
-                    id: MailId(id),
-                    mail: NewMail {
-                        email,
-                        sealed: SealedCode::from_bytes(sealed),
-                        created_at: Timestamp::from_millis(created_at),
-                        code_expires_at: Timestamp::from_millis(expires_at),
-                    },
-                    attempts,
-                }))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut hide =
+                    conn.prepare_cached("UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1")?;
+                let mut claimed = Vec::with_capacity(rows.len());
+                for (id, email, sealed, created_at, expires_at, attempts) in rows {
+                    hide.execute(params![id, now.plus(lease).as_millis()])?;
+                    let email =
+                        EmailAddress::parse(&email).map_err(|e| Error::Decode(Box::new(e)))?;
+                    claimed.push(QueuedMail {
+                        id: MailId(id),
+                        mail: NewMail {
+                            email,
+                            sealed: SealedCode::from_bytes(sealed),
+                            created_at: Timestamp::from_millis(created_at),
+                            code_expires_at: Timestamp::from_millis(expires_at),
+                        },
+                        attempts,
+                    });
+                }
+                Ok(claimed)
             })
             .await?;
         Ok(claimed)
     }
 
-    async fn delivered(&self, id: MailId) -> Result<(), StoreError> {
-        self.finish(id, "sent").await
-    }
-
-    async fn reschedule(&self, id: MailId, at: Timestamp) -> Result<(), StoreError> {
+    async fn settle(&self, settlements: Vec<(MailId, Settlement)>) -> Result<(), StoreError> {
         self.writer
             .run(move |conn| {
-                conn.prepare_cached(
+                let mut retry = conn.prepare_cached(
                     "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2 WHERE id = ?1",
-                )?
-                .execute(params![id.0, at.as_millis()])?;
+                )?;
+                // The sealed code is erased; the row stays a while for the record.
+                let mut finish = conn.prepare_cached(
+                    "UPDATE outbox SET state = ?2, sealed = NULL, finished_at = strftime('%s', 'now') * 1000
+                     WHERE id = ?1",
+                )?;
+                for (MailId(id), settlement) in settlements {
+                    match settlement {
+                        Settlement::RetryAt(at) => retry.execute(params![id, at.as_millis()])?,
+                        Settlement::Delivered => finish.execute(params![id, "sent"])?,
+                        Settlement::Dead => finish.execute(params![id, "dead"])?,
+                    };
+                }
                 Ok(())
             })
             .await?;
         Ok(())
-    }
-
-    async fn dead(&self, id: MailId) -> Result<(), StoreError> {
-        self.finish(id, "dead").await
     }
 
     async fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
@@ -329,22 +337,5 @@ impl Outbox for SqliteStore {
             })
             .await?;
         Ok(stats)
-    }
-}
-
-impl SqliteStore {
-    /// Ends a mail's life: the sealed code is erased, the row kept for a while.
-    async fn finish(&self, id: MailId, state: &'static str) -> Result<(), StoreError> {
-        self.writer
-            .run(move |conn| {
-                conn.prepare_cached(
-                    "UPDATE outbox SET state = ?2, sealed = NULL, finished_at = strftime('%s', 'now') * 1000
-                     WHERE id = ?1",
-                )?
-                .execute(params![id.0, state])?;
-                Ok(())
-            })
-            .await?;
-        Ok(())
     }
 }

@@ -245,34 +245,29 @@ pub async fn failed_sends_are_retried_after_backoff<S: CodeStore + Outbox>(store
     drain(store, &delivery, &CapturingMailer::default(), &clock).await;
     svc.generate(store, unique_address("retry")).await.unwrap();
     mailer.fail(Some(false));
-    let step = delivery
-        .deliver_next(store, &mailer, clock.now())
+    let steps = delivery
+        .deliver_due(store, &mailer, clock.now(), 10)
         .await
         .unwrap();
-    let Step::Retried { after, .. } = step else {
-        panic!("expected a retry, got {step:?}");
+    let [Step::Retried { after, .. }] = steps.as_slice() else {
+        panic!("expected one retry, got {steps:?}");
     };
-    assert_eq!(
-        delivery
-            .deliver_next(store, &mailer, clock.now())
-            .await
-            .unwrap(),
-        Step::Empty,
-        "not due before its backoff"
-    );
+    let early = delivery
+        .deliver_due(store, &mailer, clock.now(), 10)
+        .await
+        .unwrap();
+    assert_eq!(early, Vec::new(), "not due before its backoff");
     mailer.fail(None);
-    clock.advance(after);
-    assert_eq!(
-        delivery
-            .deliver_next(store, &mailer, clock.now())
-            .await
-            .unwrap(),
-        Step::Delivered
-    );
+    clock.advance(*after);
+    let later = delivery
+        .deliver_due(store, &mailer, clock.now(), 10)
+        .await
+        .unwrap();
+    assert_eq!(later, vec![Step::Delivered]);
     assert_eq!(mailer.sent().len(), 1);
 }
 
-/// Delivers every due mail; returns how many were delivered.
+/// Delivers every due mail, two at a time; returns how many were delivered.
 pub async fn drain<S: Outbox>(
     store: &S,
     delivery: &Delivery,
@@ -281,15 +276,15 @@ pub async fn drain<S: Outbox>(
 ) -> usize {
     let mut delivered = 0;
     loop {
-        match delivery
-            .deliver_next(store, mailer, clock.now())
+        let steps = delivery
+            .deliver_due(store, mailer, clock.now(), 2)
             .await
-            .unwrap()
-        {
-            Step::Empty => return delivered,
-            Step::Delivered => delivered += 1,
-            other => panic!("unexpected step {other:?}"),
+            .unwrap();
+        if steps.is_empty() {
+            return delivered;
         }
+        assert!(steps.iter().all(|s| *s == Step::Delivered), "{steps:?}");
+        delivered += steps.len();
     }
 }
 

@@ -1,4 +1,4 @@
-//! The outbox worker: a few loops around [`Delivery::deliver_next`], woken
+//! The outbox worker: a few loops around [`Delivery::deliver_due`], woken
 //! when a mail is queued or a retry falls due, stopped by the shutdown signal
 //! after finishing the mail in hand.
 
@@ -13,8 +13,10 @@ use otpd_sqlite::SqliteStore;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
-/// Mails sent in parallel; enough to hide an SMTP round trip.
-const PARALLEL_SENDS: usize = 4;
+/// Loops claiming and sending, so one slow batch does not hold up all mail.
+const LOOPS: usize = 2;
+/// Mails claimed (and sent concurrently) at once by one loop.
+const BATCH: usize = 32;
 /// The longest a worker sleeps without looking at the outbox.
 const MAX_IDLE: Duration = Duration::from_secs(5);
 /// How often expired records and old finished mails are deleted.
@@ -33,7 +35,7 @@ impl Worker {
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let this = Arc::new(self);
         let mut loops = JoinSet::new();
-        for _ in 0..PARALLEL_SENDS {
+        for _ in 0..LOOPS {
             loops.spawn(this.clone().deliver_loop(shutdown.clone()));
         }
         loops.spawn(this.clone().sweep_loop(shutdown));
@@ -43,15 +45,17 @@ impl Worker {
 
     async fn deliver_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         while !*shutdown.borrow() {
-            let step = self
+            let steps = self
                 .delivery
-                .deliver_next(&self.store, self.mailer.as_ref(), self.clock.now())
+                .deliver_due(&self.store, self.mailer.as_ref(), self.clock.now(), BATCH)
                 .await;
-            let idle = match step {
-                Ok(Step::Empty) => Some(self.until_next_due().await),
-                Ok(step) => {
-                    log_step(&step);
-                    metrics::record_mail(&step);
+            let idle = match steps {
+                Ok(steps) if steps.is_empty() => Some(self.until_next_due().await),
+                Ok(steps) => {
+                    for step in &steps {
+                        log_step(step);
+                        metrics::record_mail(step);
+                    }
                     None
                 }
                 Err(e) => {
@@ -103,6 +107,5 @@ fn log_step(step: &Step) {
             tracing::warn!(retry_in_ms = after.as_millis() as u64, %error, "mail delivery failed; will retry")
         }
         Step::Dead(reason) => tracing::error!(?reason, "mail given up"),
-        Step::Empty => {}
     }
 }

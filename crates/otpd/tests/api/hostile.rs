@@ -111,7 +111,13 @@ async fn hostile_input_gets_a_4xx_sends_nothing_and_the_server_stays_healthy() {
         assert!(r.body["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
     /// Route, content type, body, expected status and error code.
-    type RawCase = (&'static str, Option<&'static str>, Vec<u8>, u16, &'static str);
+    type RawCase = (
+        &'static str,
+        Option<&'static str>,
+        Vec<u8>,
+        u16,
+        &'static str,
+    );
     let raw_cases: Vec<RawCase> = vec![
         (
             "/GenerateOTP",
