@@ -4,6 +4,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -104,16 +105,69 @@ pub async fn track_latency(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().to_string();
+        .map_or("unmatched", |p| route_label(p.as_str()));
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     metrics::histogram!(
         REQUEST_DURATION,
         "route" => route,
         "method" => method,
-        "status" => response.status().as_u16().to_string()
+        "status" => status_label(response.status())
     )
     .record(started.elapsed().as_secs_f64());
     response
+}
+
+// Labels are static strings: no allocation per request, and a client cannot
+// grow the label set with made-up paths, methods or statuses.
+fn route_label(path: &str) -> &'static str {
+    const ROUTES: &[&str] = &[
+        "/GenerateOTP",
+        "/VerifyOTP",
+        "/healthz",
+        "/metrics",
+        "/openapi.json",
+        "/",
+        "/app.js",
+        "/style.css",
+    ];
+    ROUTES
+        .iter()
+        .find(|r| **r == path)
+        .copied()
+        .unwrap_or("other")
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::OPTIONS => "OPTIONS",
+        Method::HEAD => "HEAD",
+        _ => "other",
+    }
+}
+
+fn status_label(status: StatusCode) -> &'static str {
+    const STATUSES: &[(u16, &str)] = &[
+        (200, "200"),
+        (204, "204"),
+        (304, "304"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (410, "410"),
+        (413, "413"),
+        (415, "415"),
+        (429, "429"),
+        (500, "500"),
+        (503, "503"),
+    ];
+    STATUSES
+        .iter()
+        .find(|(code, _)| *code == status.as_u16())
+        .map_or("other", |(_, label)| label)
 }

@@ -32,8 +32,12 @@ pub struct HttpConfig {
     pub product_name: String,
 }
 
+/// Shared by every request; cloning is one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] shares; opaque outside this crate.
+pub struct Shared {
     pub(crate) service: OtpService,
     pub(crate) stores: Stores,
     pub(crate) generate_limit: IpLimit,
@@ -43,21 +47,29 @@ pub struct AppState {
     pub(crate) mail_queued: Arc<Notify>,
 }
 
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
 impl AppState {
     pub fn new(service: OtpService, stores: Stores, config: &HttpConfig) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             service,
             stores,
             generate_limit: IpLimit::per_minute(config.ip_requests_per_minute),
             verify_limit: IpLimit::per_minute(config.ip_requests_per_minute),
             trusted_proxies: config.trusted_proxies.clone(),
             mail_queued: Arc::new(Notify::new()),
-        }
+        }))
     }
 
     /// Notified after each queued mail.
     pub fn mail_queued(&self) -> Arc<Notify> {
-        self.mail_queued.clone()
+        self.0.mail_queued.clone()
     }
 }
 

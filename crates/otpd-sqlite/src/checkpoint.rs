@@ -7,7 +7,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 /// The shortest time between two checkpoints, so busy periods batch them.
-const MIN_INTERVAL: Duration = Duration::from_millis(200);
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// Frames after which the WAL is restarted even if that briefly waits for
 /// the writer, so sustained load cannot grow the file without bound.
 const RESTART_AFTER_FRAMES: i64 = 64_000;

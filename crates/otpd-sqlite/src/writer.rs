@@ -92,6 +92,11 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, commits: &SyncSender<(
 }
 
 /// Runs the jobs in one transaction; pairs each answer with the fate of its writes.
+/// Savepoint statements run for every job: prepared once, not parsed each time.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 fn commit_batch(
     conn: &mut Connection,
     jobs: impl Iterator<Item = Job>,
@@ -108,16 +113,15 @@ fn commit_batch(
     };
     let mut answers = Vec::new();
     for job in jobs {
-        let answer = match tx.execute_batch("SAVEPOINT job") {
+        let answer = match run_cached(&tx, "SAVEPOINT job") {
             Ok(()) => job(Ok(&tx)),
             Err(e) => job(Err(e.into())),
         };
-        let close = if answer.succeeded {
-            "RELEASE job"
-        } else {
-            "ROLLBACK TO job; RELEASE job"
+        let undone = match answer.succeeded {
+            true => Ok(()),
+            false => run_cached(&tx, "ROLLBACK TO job"),
         };
-        if let Err(e) = tx.execute_batch(close) {
+        if let Err(e) = undone.and_then(|()| run_cached(&tx, "RELEASE job")) {
             tracing::error!(error = %e, "could not close a savepoint");
         }
         answers.push(answer);
