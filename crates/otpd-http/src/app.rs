@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::net::TcpListener;
@@ -38,11 +38,21 @@ pub fn verify_router(state: AppState) -> Router {
 
 /// Everything `otpd serve` answers: both routes, health, metrics, OpenAPI, the page.
 pub fn app(state: AppState, config: &HttpConfig) -> Router {
-    let product_name = config.product_name.clone();
+    let index_name = config.product_name.clone();
+    let config_name = config.product_name.clone();
+    let code_length = state.service.rules.code_length.digits();
     let page = Router::new()
-        .route("/", get(move || index(product_name.clone())))
+        .route(
+            "/",
+            get(move || std::future::ready(web::index(&index_name))),
+        )
+        .route(
+            "/config.js",
+            get(move || std::future::ready(web::config(&config_name, code_length))),
+        )
         .route("/app.js", get(web::app_js))
         .route("/style.css", get(web::style_css))
+        .route("/favicon.svg", get(web::favicon))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(web::CONTENT_SECURITY_POLICY),
@@ -127,10 +137,6 @@ async fn strip_foreign_cors(
         }
     }
     response
-}
-
-async fn index(product_name: String) -> Html<String> {
-    Html(web::index_html(&product_name))
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

@@ -129,8 +129,10 @@ fn route_label(path: &str) -> &'static str {
         "/metrics",
         "/openapi.json",
         "/",
+        "/config.js",
         "/app.js",
         "/style.css",
+        "/favicon.svg",
     ];
     ROUTES
         .iter()

@@ -45,7 +45,7 @@ pub fn prepare_writer(conn: &Connection, durability: Durability) -> Result<(), E
          PRAGMA synchronous = {synchronous};
          PRAGMA wal_autocheckpoint = 0;
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -8000;"
+         PRAGMA cache_size = -4000;"
     ))?;
     let version: usize = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
