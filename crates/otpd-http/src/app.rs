@@ -62,7 +62,10 @@ pub fn app(state: AppState, config: &HttpConfig) -> Router {
         .route("/VerifyOTP", post(api::verify))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
-        .route("/openapi.json", get(openapi_json))
+        .route(
+            "/openapi.json",
+            get(move || std::future::ready(Json(openapi::document(code_length)))),
+        )
         .with_state(state);
     let router = api_layers(api.merge(page));
     with_cors(router, &config.allowed_origins)
@@ -166,10 +169,6 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         handle.render(),
     )
         .into_response()
-}
-
-async fn openapi_json() -> Response {
-    Json(openapi::document()).into_response()
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes the
