@@ -72,6 +72,13 @@ impl AddressRecord {
             .unwrap_or(Timestamp::from_millis(0))
     }
 
+    /// `now`, or the record's latest issue if that is later. Requests read the
+    /// clock before they reach the store, so a record may already hold a
+    /// slightly later time; an address's time never runs backwards.
+    fn effective_now(&self, now: Timestamp) -> Timestamp {
+        self.issued.last().map_or(now, |last| now.max(*last))
+    }
+
     fn prune(&mut self, now: Timestamp) {
         self.codes.retain(|c| c.expires_at > now);
         self.issued.retain(|t| t.plus(CAP_WINDOW) > now);
@@ -142,8 +149,9 @@ pub struct IssueCommand {
 impl IssueCommand {
     pub fn apply(&self, record: Option<AddressRecord>) -> Transition<IssueOutcome> {
         let mut record = record.unwrap_or_default();
-        record.prune(self.now);
-        if let Some((limit, retry_after)) = self.refusal(&record) {
+        let now = record.effective_now(self.now);
+        record.prune(now);
+        if let Some((limit, retry_after)) = self.refusal(&record, now) {
             return Transition {
                 outcome: IssueOutcome::RateLimited { limit, retry_after },
                 change: Change::Keep,
@@ -155,13 +163,13 @@ impl IssueCommand {
         record.failed_attempts = 0;
         record.codes.push(LiveCode {
             digest: self.digest.clone(),
-            expires_at: self.now.plus(self.rules.code_ttl),
+            expires_at: now.plus(self.rules.code_ttl),
         });
         let excess = record.codes.len().saturating_sub(LIVE_CODES);
         record.codes.drain(..excess);
-        record.issued.push(self.now);
+        record.issued.push(now);
         let resend_after = self
-            .refusal(&record)
+            .refusal(&record, now)
             .map_or(Duration::ZERO, |(_, wait)| wait);
         Transition {
             outcome: IssueOutcome::Issued {
@@ -173,17 +181,17 @@ impl IssueCommand {
     }
 
     /// The limit that would refuse a code now, and how long until it would not.
-    fn refusal(&self, record: &AddressRecord) -> Option<(Limit, Duration)> {
+    fn refusal(&self, record: &AddressRecord, now: Timestamp) -> Option<(Limit, Duration)> {
         let cooldown = record
             .issued
             .last()
-            .map(|last| self.now.until(last.plus(self.rules.resend_cooldown)))
+            .map(|last| now.until(last.plus(self.rules.resend_cooldown)))
             .filter(|wait| !wait.is_zero())
             .map(|wait| (Limit::ResendCooldown, wait));
         let cap = self.rules.max_codes_per_hour as usize;
         let capped = (cap > 0 && record.issued.len() >= cap)
             .then(|| record.issued[record.issued.len() - cap])
-            .map(|oldest| (Limit::HourlyCap, self.now.until(oldest.plus(CAP_WINDOW))));
+            .map(|oldest| (Limit::HourlyCap, now.until(oldest.plus(CAP_WINDOW))));
         cooldown
             .into_iter()
             .chain(capped)
@@ -209,7 +217,7 @@ impl VerifyCommand {
             return no_code(NoCode::Burned);
         }
         let had_codes = !record.codes.is_empty();
-        record.prune(self.now);
+        record.prune(record.effective_now(self.now));
         if record.codes.is_empty() {
             return no_code(if had_codes {
                 NoCode::Expired
@@ -461,6 +469,17 @@ mod tests {
             }
         );
         assert_eq!(w.issue("111111", 3600), issued(100));
+    }
+
+    /// Found by the load test: two requests read the clock in one order and
+    /// reached the store in the other, and with no cooldown the later one was
+    /// refused for a wait of a few milliseconds.
+    #[test]
+    fn a_request_that_read_the_clock_earlier_is_not_refused_by_a_later_issue() {
+        let mut w = World::new(no_limits());
+        w.issue("111111", 10);
+        assert!(matches!(w.issue("222222", 9), IssueOutcome::Issued { .. }));
+        assert_eq!(w.verify("222222", 9), VerifyOutcome::Verified);
     }
 
     #[test]

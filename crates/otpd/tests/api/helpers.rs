@@ -123,6 +123,21 @@ impl Catcher {
             .collect()
     }
 
+    /// Messages not in `seen` yet (which then records them), in arrival order.
+    pub fn new_messages(&self, seen: &mut std::collections::HashSet<PathBuf>) -> Vec<Caught> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .expect("catcher dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "eml") && !seen.contains(p))
+            .collect();
+        paths.sort();
+        seen.extend(paths.iter().cloned());
+        paths
+            .iter()
+            .map(|p| parse(&std::fs::read(p).expect("message")))
+            .collect()
+    }
+
     pub fn messages_to(&self, to: &str) -> Vec<Caught> {
         self.messages().into_iter().filter(|m| m.to == to).collect()
     }
@@ -394,6 +409,15 @@ impl Proc {
     /// The standard test settings with the database in `dir`.
     pub fn vars(dir: &Path, smtp_port: u16, extra: &[(&str, &str)]) -> Vec<(String, String)> {
         merge(base_vars(&dir.join("otpd.db"), smtp_port), extra)
+    }
+
+    /// Resident memory of the process, in KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
     pub fn kill_9(mut self) {

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+// Shared with tests/load.rs; each binary uses part of it.
+#[allow(dead_code)]
 mod helpers;
 
 mod durability;
