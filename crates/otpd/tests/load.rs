@@ -42,13 +42,15 @@ struct Ledger {
     violations: Vec<String>,
 }
 
+/// The files already read, and every caught mail's code per address, in arrival order.
+type Mailbox = (HashSet<PathBuf>, HashMap<String, Vec<String>>);
+
 struct Shared {
     url: RwLock<String>,
     ledger: Mutex<Ledger>,
     /// The SMTP servers, the current one last (the mail of stopped ones stays readable).
     catchers: Mutex<Vec<Catcher>>,
-    /// Every caught mail's code, per address, in arrival order.
-    mailbox: Mutex<(HashSet<PathBuf>, HashMap<String, Vec<String>>)>,
+    mailbox: Mutex<Mailbox>,
     restarting: AtomicBool,
     stop: AtomicBool,
 }
