@@ -3,12 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
@@ -18,53 +13,9 @@ use aws_sdk_dynamodb::Client;
 use otpd_dynamodb::DynamoStore;
 use otpd_testkit::store_contract_tests;
 
-/// moto, shared by the tests of this binary. It runs under a shell that
-/// kills it when our end of its stdin closes, that is when this process exits.
-struct Moto {
-    endpoint: String,
-    _child: Mutex<(Child, ChildStdin)>,
-}
-
-fn moto() -> &'static Moto {
-    static MOTO: OnceLock<Moto> = OnceLock::new();
-    MOTO.get_or_init(|| {
-        let server = std::env::var("MOTO_SERVER").unwrap_or_else(|_| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../.venv-moto/bin/moto_server")
-                .display()
-                .to_string()
-        });
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap();
-        let script = format!(
-            "\"{server}\" -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; echo started; read _; kill $pid"
-        );
-        let mut child = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start moto (pip install 'moto[server]'; the test command does)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not start on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let stdin = child.stdin.take().unwrap();
-        Moto {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            _child: Mutex::new((child, stdin)),
-        }
-    })
-}
-
 pub async fn client() -> Client {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&moto().endpoint)
+        .endpoint_url(otpd_testkit::moto::endpoint())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             "test", "test", None, None, "tests",

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod moto;
 pub mod store_contract;
 
 use std::sync::atomic::{AtomicI64, Ordering};

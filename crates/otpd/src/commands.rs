@@ -33,7 +33,7 @@ pub async fn send_test_email(config: &Config, to: &str) -> anyhow::Result<()> {
         eprintln!("connecting to {} …", otpd_mail::redact(url));
         smtp.test_connection().await.map_err(explain)?;
     }
-    let mailer = build_mailer(config)?;
+    let mailer = build_mailer(config).await?;
     let mail = CodeMail {
         to: to.clone(),
         code: OtpCode::generate(&mut OsRng, CodeLength::default()),

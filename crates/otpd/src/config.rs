@@ -213,6 +213,8 @@ pub enum MailerUrl {
     Log,
     /// A lettre SMTP URL, credentials included.
     Smtp(String),
+    /// Amazon SES v2; region and credentials from the AWS SDK's usual sources.
+    Ses,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -466,10 +468,7 @@ fn parse_mailer(text: &str, password: Option<SecretString>) -> Result<MailerUrl,
     use secrecy::ExposeSecret;
     match text {
         "log" => Ok(MailerUrl::Log),
-        "ses" => Err(invalid(
-            "mailer",
-            "ses is not available in this build yet; use log or smtp://",
-        )),
+        "ses" => Ok(MailerUrl::Ses),
         url if url.starts_with("smtp://") || url.starts_with("smtps://") => {
             let url = match password {
                 Some(password) => with_password(url, password.expose_secret())?,

@@ -7,7 +7,7 @@ use anyhow::Context;
 use otpd_core::delivery::Delivery;
 use otpd_core::{Clock, CodeKeys, Mailer, OtpService};
 use otpd_http::{AppState, HttpConfig, Stores, TrustedProxies};
-use otpd_mail::{Composer, LogMailer, SmtpMailer};
+use otpd_mail::{Composer, LogMailer, SesMailer, SmtpMailer};
 use otpd_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -37,7 +37,7 @@ impl Running {
     }
 }
 
-pub fn build_mailer(config: &Config) -> anyhow::Result<Arc<dyn Mailer>> {
+pub async fn build_mailer(config: &Config) -> anyhow::Result<Arc<dyn Mailer>> {
     let composer = Composer {
         from: config.mail_from.clone(),
         product: config.product_name.clone(),
@@ -46,6 +46,13 @@ pub fn build_mailer(config: &Config) -> anyhow::Result<Arc<dyn Mailer>> {
     Ok(match &config.mailer {
         MailerUrl::Log => Arc::new(LogMailer::new(composer)),
         MailerUrl::Smtp(url) => Arc::new(SmtpMailer::from_url(url, composer)?),
+        MailerUrl::Ses => {
+            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            if aws.region().is_none() {
+                anyhow::bail!("OTPD_MAILER=ses needs a region: set AWS_REGION");
+            }
+            Arc::new(SesMailer::new(aws_sdk_sesv2::Client::new(&aws), composer))
+        }
     })
 }
 
@@ -68,7 +75,7 @@ pub async fn start(
     let store = SqliteStore::open(path, *durability)
         .with_context(|| format!("could not open the SQLite store at {}", path.display()))?;
     let keys = load_keys(config)?;
-    let mailer = build_mailer(config)?;
+    let mailer = build_mailer(config).await?;
     let service = OtpService {
         keys: keys.clone(),
         rules: config.rules,

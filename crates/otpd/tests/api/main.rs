@@ -12,3 +12,4 @@ mod durability;
 mod flow;
 mod hostile;
 mod operations;
+mod ses;
