@@ -41,6 +41,69 @@ impl Default for Rules {
     }
 }
 
+/// A setting outside its safe bounds; `key` names it (`OTPD_` + key in capitals).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct RulesError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+/// The longest code lifetime OWASP ASVS accepts; longer is allowed but worth a warning.
+pub const ASVS_MAX_TTL: Duration = Duration::from_secs(600);
+
+/// The limits as an operator writes them, before checking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleSettings {
+    pub code_length: u8,
+    pub code_ttl_secs: u64,
+    pub max_attempts: u32,
+    pub resend_cooldown_secs: u64,
+    pub max_codes_per_hour: u32,
+}
+
+impl Rules {
+    /// The one place that holds the bounds of each limit, for every way otpd runs.
+    pub fn from_settings(s: RuleSettings) -> Result<Self, RulesError> {
+        let err = |key, message: String| RulesError { key, message };
+        let code_length = CodeLength::new(s.code_length).ok_or_else(|| {
+            let (min, max) = (CodeLength::MIN, CodeLength::MAX);
+            err(
+                "code_length",
+                format!("must be {min} to {max} digits, not {}", s.code_length),
+            )
+        })?;
+        if !(1..=3600).contains(&s.code_ttl_secs) {
+            return Err(err(
+                "code_ttl",
+                format!("must be 1 to 3600 seconds, not {}", s.code_ttl_secs),
+            ));
+        }
+        if !(1..=10).contains(&s.max_attempts) {
+            return Err(err(
+                "max_attempts",
+                format!("must be 1 to 10, not {}", s.max_attempts),
+            ));
+        }
+        if s.resend_cooldown_secs > 3600 {
+            return Err(err(
+                "resend_cooldown",
+                format!(
+                    "must be at most 3600 seconds, not {}",
+                    s.resend_cooldown_secs
+                ),
+            ));
+        }
+        Ok(Self {
+            code_length,
+            code_ttl: Duration::from_secs(s.code_ttl_secs),
+            max_attempts: s.max_attempts,
+            resend_cooldown: Duration::from_secs(s.resend_cooldown_secs),
+            max_codes_per_hour: s.max_codes_per_hour,
+        })
+    }
+}
+
 /// One issued code, as a store keeps it: never the digits themselves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveCode {

@@ -9,8 +9,8 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use ipnet::IpNet;
 use otpd_core::delivery::RetryPolicy;
-use otpd_core::policy::Rules;
-use otpd_core::{CodeLength, DomainAllowlist, Secret};
+use otpd_core::policy::{RuleSettings, Rules, ASVS_MAX_TTL};
+use otpd_core::{DomainAllowlist, Secret};
 use otpd_mail::{Mailbox, Templates};
 use otpd_sqlite::Durability;
 use secrecy::SecretString;
@@ -45,9 +45,6 @@ pub const KEYS: &[&str] = &[
 
 /// Variables that are read but are not configuration keys.
 const OTHER_VARIABLES: &[&str] = &["OTPD_CONFIG"];
-
-/// The longest lifetime OWASP ASVS accepts for an out-of-band code.
-const ASVS_MAX_TTL: u64 = 600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -341,37 +338,20 @@ fn check(raw: Raw, warnings: &mut Vec<String>) -> Result<Config, ConfigError> {
             StoreUrl::Sqlite(path, _) => SecretSource::KeyFile(path.with_extension("key")),
         },
     };
-    if !(1..=3600).contains(&raw.code_ttl) {
-        return Err(invalid(
-            "code_ttl",
-            format!("must be 1 to 3600 seconds, not {}", raw.code_ttl),
-        ));
-    }
-    if raw.code_ttl > ASVS_MAX_TTL {
+    let rules = Rules::from_settings(RuleSettings {
+        code_length: raw.code_length,
+        code_ttl_secs: raw.code_ttl,
+        max_attempts: raw.max_attempts,
+        resend_cooldown_secs: raw.resend_cooldown,
+        max_codes_per_hour: raw.max_codes_per_hour,
+    })
+    .map_err(|e| invalid(e.key, e.message))?;
+    if rules.code_ttl > ASVS_MAX_TTL {
         warnings.push(format!(
-            "OTPD_CODE_TTL={} is above {ASVS_MAX_TTL} s, the longest lifetime OWASP ASVS accepts",
-            raw.code_ttl
+            "OTPD_CODE_TTL={} is above {} s, the longest lifetime OWASP ASVS accepts",
+            raw.code_ttl,
+            ASVS_MAX_TTL.as_secs()
         ));
-    }
-    let code_length = CodeLength::new(raw.code_length).ok_or_else(|| {
-        invalid(
-            "code_length",
-            format!(
-                "must be {} to {} digits, not {}",
-                CodeLength::MIN,
-                CodeLength::MAX,
-                raw.code_length
-            ),
-        )
-    })?;
-    if !(1..=10).contains(&raw.max_attempts) {
-        return Err(invalid(
-            "max_attempts",
-            format!("must be 1 to 10, not {}", raw.max_attempts),
-        ));
-    }
-    if raw.resend_cooldown > 3600 {
-        return Err(invalid("resend_cooldown", "must be at most 3600 seconds"));
     }
     if !(1..=3600).contains(&raw.outbox_max_delay) {
         return Err(invalid("outbox_max_delay", "must be 1 to 3600 seconds"));
@@ -416,13 +396,7 @@ fn check(raw: Raw, warnings: &mut Vec<String>) -> Result<Config, ConfigError> {
         templates,
         product_name: raw.product_name.trim().to_owned(),
         secret,
-        rules: Rules {
-            code_length,
-            code_ttl: Duration::from_secs(raw.code_ttl),
-            max_attempts: raw.max_attempts,
-            resend_cooldown: Duration::from_secs(raw.resend_cooldown),
-            max_codes_per_hour: raw.max_codes_per_hour,
-        },
+        rules,
         retry: RetryPolicy {
             max_delay: Duration::from_secs(raw.outbox_max_delay),
             give_up_after: Duration::from_secs(raw.outbox_give_up_after),
