@@ -9,6 +9,7 @@
 //! DynamoDB collect dead items; expiry is still checked on every read.
 
 mod item;
+mod table;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -20,6 +21,7 @@ use otpd_core::store::{IssueStore, NewMail, StoreError, StoreHealth, VerifyStore
 use otpd_core::EmailAddress;
 
 pub use item::{mail_in_new_image, Item};
+pub use table::create_table;
 
 /// Rounds of read, decide, conditional write before giving up as contended.
 const MAX_ROUNDS: usize = 16;
