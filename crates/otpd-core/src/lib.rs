@@ -25,3 +25,15 @@ pub use keys::{
 };
 pub use mailer::{CodeMail, MailError, Mailer};
 pub use service::{GenerateError, OtpService};
+
+/// An error and its causes on one line, for logs and operator messages.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -12,13 +12,14 @@ mod item;
 mod table;
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use otpd_core::policy::{
     AddressRecord, Change, IssueCommand, IssueOutcome, Transition, VerifyCommand, VerifyOutcome,
 };
 use otpd_core::store::{IssueStore, NewMail, StoreError, StoreHealth, VerifyStore};
-use otpd_core::EmailAddress;
+use otpd_core::{error_chain, EmailAddress};
 
 pub use item::{mail_in_new_image, Item};
 pub use table::create_table;
@@ -77,7 +78,7 @@ impl DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| Error::Request(error_text(&e)))?;
+            .map_err(|e| Error::Request(error_chain(&e)))?;
         match output.item {
             None => Ok(Versioned {
                 record: None,
@@ -138,16 +139,7 @@ impl DynamoStore {
                 .condition_expression("#version = :expected")
                 .expression_attribute_values(":expected", item::number(version)),
         };
-        match update.update_expression(set).send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(Error::Request(error_text(&e))),
-        }
+        landed(update.update_expression(set).send().await)
     }
 
     /// Deletes the item if it is still at `expected`; `false` if not.
@@ -162,16 +154,7 @@ impl DynamoStore {
             .expression_attribute_values(":expected", item::number(expected))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(Error::Request(error_text(&e))),
-        }
+        landed(result)
     }
 
     /// Read, decide with `decide`, write conditionally; again if another
@@ -201,20 +184,22 @@ impl DynamoStore {
     }
 }
 
+/// `true` if a conditional write landed, `false` if its condition failed.
+fn landed<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<bool, Error>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+        Err(e) => Err(Error::Request(error_chain(&e))),
+    }
+}
+
 /// DynamoDB TTL wants epoch seconds; the item lives a minute past its use.
 fn ttl_seconds(record: &AddressRecord) -> i64 {
     record.expires_at().as_millis() / 1000 + 60
-}
-
-fn error_text(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[async_trait]
@@ -241,7 +226,7 @@ impl StoreHealth for DynamoStore {
             .table_name(&self.table)
             .send()
             .await
-            .map_err(|e| Error::Request(error_text(&e)))?;
+            .map_err(|e| Error::Request(error_chain(&e)))?;
         Ok(())
     }
 }

@@ -12,7 +12,7 @@ use crate::Error;
 
 /// Key `email`, on-demand, stream with new and old images, TTL on `ttl`.
 pub async fn create_table(client: &Client, name: &str) -> Result<(), Error> {
-    let request = |e: &dyn std::error::Error| Error::Request(crate::error_text(e));
+    let request = |e: &dyn std::error::Error| Error::Request(otpd_core::error_chain(e));
     let built = |e: aws_sdk_dynamodb::error::BuildError| Error::Request(e.to_string());
     client
         .create_table()

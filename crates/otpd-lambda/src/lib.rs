@@ -19,7 +19,8 @@ use axum::response::Response;
 use axum::Router;
 use lambda_http::request::RequestContext;
 use lambda_http::RequestExt;
-use otpd_core::{CodeKeys, OtpService, Secret, SystemClock};
+use otpd_core::policy::Rules;
+use otpd_core::{CodeKeys, DomainAllowlist, OtpService, Secret, SystemClock};
 use otpd_dynamodb::DynamoStore;
 use otpd_http::{AppState, HttpConfig, Stores};
 use secrecy::SecretString;
@@ -72,19 +73,28 @@ pub async fn load_keys(env: &LambdaEnv, aws: &aws_config::SdkConfig) -> anyhow::
     Ok(CodeKeys::derive(&secret))
 }
 
-/// The router state of GenerateOTP and VerifyOTP: the DynamoDB store behind
-/// every capability, no outbox (the table's stream is the outbox).
+/// The router state of GenerateOTP and VerifyOTP, from the environment.
 pub async fn app_state() -> anyhow::Result<AppState> {
     let env = LambdaEnv::from_env()?;
     let aws = aws().await;
-    let store = Arc::new(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&aws),
-        env.table.clone(),
-    ));
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), env.table.clone());
+    let keys = load_keys(&env, &aws).await?;
+    Ok(state(store, keys, env.rules, env.allowlist))
+}
+
+/// The router state over a DynamoDB store: the store behind every
+/// capability, no outbox (the table's stream is the outbox).
+pub fn state(
+    store: DynamoStore,
+    keys: CodeKeys,
+    rules: Rules,
+    allowlist: DomainAllowlist,
+) -> AppState {
+    let store = Arc::new(store);
     let service = OtpService {
-        keys: load_keys(&env, &aws).await?,
-        rules: env.rules,
-        allowlist: env.allowlist.clone(),
+        keys,
+        rules,
+        allowlist,
         clock: Arc::new(SystemClock),
     };
     let stores = Stores {
@@ -97,10 +107,9 @@ pub async fn app_state() -> anyhow::Result<AppState> {
     // only a slice of the traffic, so a limit inside it would mean nothing.
     let config = HttpConfig {
         ip_requests_per_minute: 0,
-        product_name: env.product_name.clone(),
         ..HttpConfig::default()
     };
-    Ok(AppState::new(service, stores, &config))
+    AppState::new(service, stores, &config)
 }
 
 /// Gives the router the client's address from the API Gateway request

@@ -15,11 +15,8 @@ use aws_lambda_events::event::dynamodb::Event;
 use axum::Router;
 use otpd_core::delivery::{Delivery, RetryPolicy};
 use otpd_core::policy::Rules;
-use otpd_core::{
-    CodeKeys, CodeMail, DomainAllowlist, MailError, Mailer, OtpService, Secret, SystemClock,
-};
+use otpd_core::{CodeKeys, CodeMail, DomainAllowlist, MailError, Mailer, Secret, SystemClock};
 use otpd_dynamodb::DynamoStore;
-use otpd_http::{AppState, HttpConfig, Stores};
 use otpd_lambda::send::{BatchItemFailure, Sender};
 use otpd_mail::{Composer, SesMailer, Templates};
 use secrecy::SecretString;
@@ -70,20 +67,8 @@ impl World {
             .send()
             .await
             .unwrap();
-        let store = Arc::new(DynamoStore::new(ddb, table.clone()));
-        let service = OtpService {
-            keys: keys(),
-            rules,
-            allowlist: DomainAllowlist::default(),
-            clock: Arc::new(SystemClock),
-        };
-        let stores = Stores {
-            issue: store.clone(),
-            verify: store.clone(),
-            health: store,
-            outbox: None,
-        };
-        let state = AppState::new(service, stores, &HttpConfig::default());
+        let store = DynamoStore::new(ddb, table.clone());
+        let state = otpd_lambda::state(store, keys(), rules, DomainAllowlist::default());
         Self {
             aws,
             table,

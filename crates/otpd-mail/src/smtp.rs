@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use lettre::transport::smtp::Error as SmtpError;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use otpd_core::{CodeMail, MailError, Mailer};
+use otpd_core::{error_chain, CodeMail, MailError, Mailer};
 
 use crate::Composer;
 
@@ -82,17 +82,6 @@ fn classify(error: &SmtpError, url: &str) -> MailError {
     } else {
         MailError::Transient(text)
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The usual mistakes: implicit TLS on 465 versus STARTTLS on 587.
