@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
-use otpd_core::delivery::{Delivery, RetryPolicy, Step};
+use otpd_core::delivery::{Delivery, Step};
 use otpd_core::store::{MailId, QueuedMail};
 use otpd_core::{Clock, Mailer};
 use otpd_dynamodb::{mail_in_new_image, Item};
@@ -33,15 +33,11 @@ pub struct Sender {
 }
 
 impl Sender {
+    /// Lambda retries the batch, so the delivery's backoff is not used here;
+    /// its `give_up_after` still ends a mail that keeps failing.
     pub fn new(delivery: Delivery, mailer: Arc<dyn Mailer>, clock: Arc<dyn Clock>) -> Self {
         Self {
-            delivery: Delivery {
-                retry: RetryPolicy {
-                    // Lambda retries the batch; nothing is rescheduled here.
-                    ..delivery.retry
-                },
-                ..delivery
-            },
+            delivery,
             mailer,
             clock,
         }

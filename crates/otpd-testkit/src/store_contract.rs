@@ -29,8 +29,8 @@ fn unique_address(tag: &str) -> EmailAddress {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
-    let nanos = otpd_core::SystemClock.now().as_millis();
-    EmailAddress::parse(&format!("{tag}-{nanos}-{n}@contract.example")).unwrap()
+    let millis = otpd_core::SystemClock.now().as_millis();
+    EmailAddress::parse(&format!("{tag}-{millis}-{n}@contract.example")).unwrap()
 }
 
 /// Issues a code the test chose, so stores without an outbox can be tested too.
