@@ -52,7 +52,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let config = Config::load(cli.config.as_deref()).context("invalid configuration")?;
-    telemetry::init(config.log_format);
+    let _flush_logs_on_exit = telemetry::init(config.log_format);
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }

@@ -3,17 +3,24 @@
 
 use std::io::IsTerminal;
 
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// `RUST_LOG` refines the default `info` level.
-pub fn init(format: LogFormat) {
+/// `RUST_LOG` refines the default `info` level. Lines are written by a
+/// background thread, so a request never waits on stderr; none is dropped
+/// (a full buffer makes the logger wait instead). Keep the guard until exit:
+/// dropping it flushes what is buffered.
+pub fn init(format: LogFormat) -> WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let result = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -21,4 +28,5 @@ pub fn init(format: LogFormat) {
     if result.is_err() {
         tracing::debug!("a global subscriber was already installed");
     }
+    guard
 }
