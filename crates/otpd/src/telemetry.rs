@@ -8,6 +8,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+/// Log lines waiting for stderr at most; bounds the memory a burst can take.
+const LOG_BUFFER_LINES: usize = 4096;
+
 /// `RUST_LOG` refines the default `info` level. Lines are written by a
 /// background thread, so a request never waits on stderr; none is dropped
 /// (a full buffer makes the logger wait instead). Keep the guard until exit:
@@ -15,6 +18,7 @@ use crate::config::LogFormat;
 pub fn init(format: LogFormat) -> WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_BUFFER_LINES)
         .lossy(false)
         .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
