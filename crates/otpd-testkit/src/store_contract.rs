@@ -25,6 +25,14 @@ fn service(clock: &FakeClock, rules: Rules) -> OtpService {
     }
 }
 
+fn delivery(svc: &OtpService) -> Delivery {
+    Delivery {
+        keys: svc.keys.clone(),
+        code_length: svc.rules.code_length,
+        retry: RetryPolicy::default(),
+    }
+}
+
 fn unique_address(tag: &str) -> EmailAddress {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
@@ -206,11 +214,7 @@ pub async fn issued_codes_are_queued_and_delivered_once<S: CodeStore + Outbox>(s
     let clock = FakeClock::new();
     let svc = service(&clock, Rules::default());
     let mailer = CapturingMailer::default();
-    let delivery = Delivery {
-        keys: svc.keys.clone(),
-        code_length: svc.rules.code_length,
-        retry: RetryPolicy::default(),
-    };
+    let delivery = delivery(&svc);
     drain(store, &delivery, &CapturingMailer::default(), &clock).await;
     let email = unique_address("outbox");
     svc.generate(store, email.clone()).await.unwrap();
@@ -237,11 +241,7 @@ pub async fn failed_sends_are_retried_after_backoff<S: CodeStore + Outbox>(store
     let clock = FakeClock::new();
     let svc = service(&clock, Rules::default());
     let mailer = CapturingMailer::default();
-    let delivery = Delivery {
-        keys: svc.keys.clone(),
-        code_length: svc.rules.code_length,
-        retry: RetryPolicy::default(),
-    };
+    let delivery = delivery(&svc);
     drain(store, &delivery, &CapturingMailer::default(), &clock).await;
     svc.generate(store, unique_address("retry")).await.unwrap();
     mailer.fail(Some(false));

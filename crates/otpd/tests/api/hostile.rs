@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{App, Catcher};
+use crate::helpers::{App, Catcher, Client};
 
 #[tokio::test]
 async fn hostile_input_gets_a_4xx_sends_nothing_and_the_server_stays_healthy() {
@@ -288,23 +288,9 @@ async fn each_client_ip_has_its_own_budget_per_route() {
 async fn forwarded_for_is_ignored_unless_the_proxy_is_trusted() {
     let smtp = Catcher::start();
     let app = App::start(smtp.port, &[("OTPD_IP_REQUESTS_PER_MINUTE", "1")]).await;
-    let send = |ip: &'static str| {
-        let client = app.client.clone();
-        async move {
-            let r = client
-                .raw()
-                .post(format!("{}/VerifyOTP", client.base))
-                .header("x-forwarded-for", ip)
-                .json(&json!({"email": "x@example.com", "otp": "123456"}))
-                .send()
-                .await
-                .unwrap();
-            r.status().as_u16()
-        }
-    };
-    assert_eq!(send("198.51.100.1").await, 410);
+    assert_eq!(verify_forwarded_for(&app.client, "198.51.100.1").await, 410);
     assert_eq!(
-        send("198.51.100.2").await,
+        verify_forwarded_for(&app.client, "198.51.100.2").await,
         429,
         "a forged header does not buy a new budget"
     );
@@ -317,28 +303,28 @@ async fn forwarded_for_is_ignored_unless_the_proxy_is_trusted() {
         ],
     )
     .await;
-    let send = |ip: &'static str| {
-        let client = trusting.client.clone();
-        async move {
-            client
-                .raw()
-                .post(format!("{}/VerifyOTP", client.base))
-                .header("x-forwarded-for", ip)
-                .json(&json!({"email": "x@example.com", "otp": "123456"}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
-    assert_eq!(send("198.51.100.1").await, 410);
+    let client = &trusting.client;
+    assert_eq!(verify_forwarded_for(client, "198.51.100.1").await, 410);
     assert_eq!(
-        send("198.51.100.2").await,
+        verify_forwarded_for(client, "198.51.100.2").await,
         410,
         "behind a trusted proxy each client counts"
     );
-    assert_eq!(send("198.51.100.1").await, 429);
+    assert_eq!(verify_forwarded_for(client, "198.51.100.1").await, 429);
+}
+
+/// A verify that claims to come from `ip` through a proxy; its status.
+async fn verify_forwarded_for(client: &Client, ip: &str) -> u16 {
+    client
+        .raw()
+        .post(format!("{}/VerifyOTP", client.base))
+        .header("x-forwarded-for", ip)
+        .json(&json!({"email": "x@example.com", "otp": "123456"}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 #[tokio::test]
