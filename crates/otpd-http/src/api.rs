@@ -91,10 +91,7 @@ pub async fn generate(
     ClientIp(ip): ClientIp,
     body: Result<ApiJson<GenerateRequest>, ApiError>,
 ) -> Result<Json<GenerateResponse>, ApiError> {
-    state
-        .generate_limit
-        .check(ip)
-        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+    state.generate_limit.admit(ip)?;
     let ApiJson(request) = body?;
     let email = parse_email(&request.email)?;
     let outcome = match state
@@ -150,10 +147,7 @@ pub async fn verify(
     ClientIp(ip): ClientIp,
     body: Result<ApiJson<VerifyRequest>, ApiError>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
-    state
-        .verify_limit
-        .check(ip)
-        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+    state.verify_limit.admit(ip)?;
     let ApiJson(request) = body?;
     let email = parse_email(&request.email)?;
     let code = OtpCode::parse(&request.otp, state.service.rules.code_length)

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
@@ -38,17 +39,19 @@ pub fn verify_router(state: AppState) -> Router {
 
 /// Everything `otpd serve` answers: both routes, health, metrics, OpenAPI, the page.
 pub fn app(state: AppState, config: &HttpConfig) -> Router {
-    let index_name = config.product_name.clone();
-    let config_name = config.product_name.clone();
+    // Rendered once here, not per request: none of them changes while serving.
     let code_length = state.service.rules.code_length.digits();
+    let index = Bytes::from(web::index_html(&config.product_name));
+    let script = Bytes::from(web::config_js(&config.product_name, code_length));
+    let openapi = Bytes::from(openapi::document(code_length).to_string());
     let page = Router::new()
         .route(
             "/",
-            get(move || std::future::ready(web::index(&index_name))),
+            get(move || std::future::ready(web::index(index.clone()))),
         )
         .route(
             "/config.js",
-            get(move || std::future::ready(web::config(&config_name, code_length))),
+            get(move || std::future::ready(web::config(script.clone()))),
         )
         .route("/app.js", get(web::app_js))
         .route("/style.css", get(web::style_css))
@@ -64,7 +67,10 @@ pub fn app(state: AppState, config: &HttpConfig) -> Router {
         .route("/metrics", get(metrics_text))
         .route(
             "/openapi.json",
-            get(move || std::future::ready(Json(openapi::document(code_length)))),
+            get(move || {
+                let json = [(header::CONTENT_TYPE, "application/json")];
+                std::future::ready((json, openapi.clone()).into_response())
+            }),
         )
         .with_state(state);
     let router = api_layers(api.merge(page));

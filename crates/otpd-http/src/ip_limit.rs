@@ -10,6 +10,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use otpd_core::ceil_secs;
 
 use crate::client_ip::limit_key;
+use crate::ApiError;
 
 /// Checks between two sweeps of idle keys, so the table stays bounded by the
 /// clients of the last minute rather than of all time.
@@ -31,6 +32,12 @@ impl IpLimit {
             limiter,
             checks: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The 429 answer when the client's budget is spent.
+    pub fn admit(&self, ip: IpAddr) -> Result<(), ApiError> {
+        self.check(ip)
+            .map_err(|retry_after| ApiError::RateLimited { retry_after })
     }
 
     /// `Err(seconds)` to wait when the client's budget is spent.

@@ -1,6 +1,7 @@
 //! The web page at `/`, embedded in the binary at build time from `web/`.
 //! `web/config.js` is for static hosting; here `/config.js` is generated.
 
+use axum::body::Bytes;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
@@ -52,20 +53,14 @@ fn asset(body: impl IntoResponse, content_type: &'static str, cache: &'static st
         .into_response()
 }
 
-pub fn index(product_name: &str) -> Response {
-    asset(
-        index_html(product_name),
-        "text/html; charset=utf-8",
-        "no-cache",
-    )
+/// The page, rendered once when the router is built; each answer clones the bytes.
+pub fn index(html: Bytes) -> Response {
+    asset(html, "text/html; charset=utf-8", "no-cache")
 }
 
-pub fn config(product_name: &str, code_length: u8) -> Response {
-    asset(
-        config_js(product_name, code_length),
-        "text/javascript; charset=utf-8",
-        "no-cache",
-    )
+/// `/config.js`, rendered once like the page.
+pub fn config(script: Bytes) -> Response {
+    asset(script, "text/javascript; charset=utf-8", "no-cache")
 }
 
 pub async fn app_js() -> Response {
