@@ -1,16 +1,27 @@
 //! Copies the WAL back into the database file on a thread of its own, so the
 //! writer's commits never pay for it.
+//!
+//! Passive checkpoints never hold up the writer, but under sustained load
+//! they cannot catch up with it entirely, and the WAL only starts over once
+//! they do. So when the WAL has grown large, the checkpointer runs passes
+//! back to back until one is short (little was committed meanwhile), and
+//! then restarts the WAL: the restart holds up the writer only while it
+//! copies and syncs that little.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
 /// The shortest time between two checkpoints, so busy periods batch them.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
-/// Frames after which the WAL is restarted even if that briefly waits for
-/// the writer, so sustained load cannot grow the file without bound.
+/// Frames after which the WAL is restarted, so sustained load cannot grow
+/// the file without bound.
 const RESTART_AFTER_FRAMES: i64 = 64_000;
+/// A pass this short left only a few frames behind it.
+const SHORT_PASS: Duration = Duration::from_millis(3);
+/// Catching up gives up after this many passes and restarts anyway.
+const MAX_CATCH_UP_PASSES: usize = 8;
 /// The longest the WAL waits for a checkpoint when the writer is idle.
 const IDLE_CHECKPOINT: Duration = Duration::from_secs(5);
 
@@ -29,12 +40,20 @@ pub fn run(conn: Connection, commits: Receiver<()>) {
 }
 
 fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
-    let (_, wal_frames, _): (i64, i64, i64) =
-        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })?;
-    if wal_frames >= RESTART_AFTER_FRAMES {
-        conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))?;
+    if passive(conn)? < RESTART_AFTER_FRAMES {
+        return Ok(());
     }
-    Ok(())
+    for _ in 0..MAX_CATCH_UP_PASSES {
+        let started = Instant::now();
+        passive(conn)?;
+        if started.elapsed() < SHORT_PASS {
+            break;
+        }
+    }
+    conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+}
+
+/// Copies what the WAL holds now; returns the WAL's length in frames.
+fn passive(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
 }

@@ -291,7 +291,7 @@ impl Outbox for SqliteStore {
                     "UPDATE outbox SET state = ?2, sealed = NULL, finished_at = strftime('%s', 'now') * 1000
                      WHERE id = ?1",
                 )?;
-                for (MailId(id), settlement) in settlements {
+                for &(MailId(id), settlement) in &settlements {
                     match settlement {
                         Settlement::RetryAt(at) => retry.execute(params![id, at.as_millis()])?,
                         Settlement::Delivered => finish.execute(params![id, "sent"])?,

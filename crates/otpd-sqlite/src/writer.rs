@@ -1,14 +1,19 @@
 //! The one thread that owns the SQLite connection.
 //!
 //! Every operation is a job sent over a channel. The thread takes whatever
-//! jobs are waiting (up to [`MAX_BATCH`]), runs each inside its own savepoint
-//! of one transaction, commits once, and only then answers the callers. Many
-//! concurrent requests thus share one commit (and one fsync), the async
-//! runtime never waits on SQLite, and each job is atomic on its own.
+//! jobs are waiting (up to [`MAX_BATCH`]), runs them in one transaction,
+//! commits once, and only then answers the callers. Many concurrent requests
+//! thus share one commit (and one fsync), and the async runtime never waits
+//! on SQLite.
+//!
+//! Each job is atomic on its own: if one fails, the shared transaction is
+//! rolled back and every job of the batch runs again in a transaction of its
+//! own, in the same order. Failures are rare (I/O errors, a corrupt record),
+//! so the common case pays for no savepoints.
 
 use std::sync::mpsc::SyncSender;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::Error;
@@ -18,18 +23,45 @@ const MAX_BATCH: usize = 256;
 /// Jobs waiting for the writer at most; callers wait (asynchronously) beyond that.
 pub const QUEUE_CAPACITY: usize = 4096;
 
-/// Runs inside the transaction (or learns it could not start) and returns
-/// how to answer once the transaction's fate is known.
-type Job = Box<dyn FnOnce(Result<&Connection, Error>) -> Answer + Send>;
+/// A caller's operation and the way back to it.
+trait Job: Send {
+    /// Runs the operation inside the current transaction; false if it failed
+    /// (its writes must then be rolled back). May run more than once.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers with the last run's result, or `error` if its writes were lost.
+    fn answer(self: Box<Self>, error: Option<Error>);
+}
 
-struct Answer {
-    succeeded: bool,
-    send: Box<dyn FnOnce(Result<(), Error>) + Send>,
+struct Pending<T, F> {
+    operation: F,
+    result: Option<Result<T, Error>>,
+    reply: oneshot::Sender<Result<T, Error>>,
+}
+
+impl<T, F> Job for Pending<T, F>
+where
+    T: Send,
+    F: FnMut(&Connection) -> Result<T, Error> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let result = (self.operation)(conn);
+        let succeeded = result.is_ok();
+        self.result = Some(result);
+        succeeded
+    }
+
+    fn answer(self: Box<Self>, error: Option<Error>) {
+        let answer = match error {
+            Some(error) => Err(error),
+            None => self.result.unwrap_or(Err(Error::WriterGone)),
+        };
+        let _ = self.reply.send(answer);
+    }
 }
 
 #[derive(Clone)]
 pub struct Writer {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Box<dyn Job>>,
 }
 
 impl Writer {
@@ -50,88 +82,152 @@ impl Writer {
         Ok(Self { jobs })
     }
 
-    /// Runs `f` atomically in the writer thread; resolves after its commit.
-    pub async fn run<T, F>(&self, f: F) -> Result<T, Error>
+    /// Runs `operation` atomically in the writer thread; resolves after its
+    /// commit. The operation may run twice (see the module documentation), so
+    /// it must depend on nothing but its captures and the connection.
+    pub async fn run<T, F>(&self, operation: F) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+        F: FnMut(&Connection) -> Result<T, Error> + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let result = conn.and_then(f);
-            Answer {
-                succeeded: result.is_ok(),
-                send: Box::new(move |committed| {
-                    let _ = tx.send(committed.and(result));
-                }),
-            }
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Pending {
+            operation,
+            result: None,
+            reply,
         });
         self.jobs.send(job).await.map_err(|_| Error::WriterGone)?;
-        rx.await.map_err(|_| Error::WriterGone)?
+        answer.await.map_err(|_| Error::WriterGone)?
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, commits: &SyncSender<()>) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, commits: &SyncSender<()>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let answers = commit_batch(&mut conn, batch.drain(..));
+    while rx.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
+        let outcome = commit_together(&mut conn, &mut batch);
         // Full means a checkpoint is already due; the checkpointer catches up.
         let _ = commits.try_send(());
-        for (answer, committed) in answers {
-            (answer.send)(committed);
+        match outcome {
+            Ok(()) => batch.drain(..).for_each(|job| job.answer(None)),
+            Err(Together::Failed(reason)) => batch
+                .drain(..)
+                .for_each(|job| job.answer(Some(Error::CommitFailed(reason.clone())))),
+            Err(Together::JobFailed) => {
+                for mut job in batch.drain(..) {
+                    let error = commit_alone(&mut conn, job.as_mut()).err();
+                    job.answer(error);
+                }
+                let _ = commits.try_send(());
+            }
         }
     }
     tracing::debug!("sqlite writer stopped: every store handle was dropped");
 }
 
-/// Runs the jobs in one transaction; pairs each answer with the fate of its writes.
-/// Savepoint statements run for every job: prepared once, not parsed each time.
-fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+enum Together {
+    /// The transaction could not begin or commit: nothing was written.
+    Failed(String),
+    /// A job failed and the transaction was rolled back.
+    JobFailed,
 }
 
-fn commit_batch(
-    conn: &mut Connection,
-    jobs: impl Iterator<Item = Job>,
-) -> Vec<(Answer, Result<(), Error>)> {
-    let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => {
+fn commit_together(conn: &mut Connection, jobs: &mut [Box<dyn Job>]) -> Result<(), Together> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| {
             tracing::error!(error = %e, "could not begin a sqlite transaction");
-            let reason = e.to_string();
-            return jobs
-                .map(|job| (job(Err(Error::CommitFailed(reason.clone()))), Ok(())))
-                .collect();
+            Together::Failed(e.to_string())
+        })?;
+    for job in jobs.iter_mut() {
+        if !job.run(&tx) {
+            // Dropping the transaction rolls it back.
+            return Err(Together::JobFailed);
         }
-    };
-    let mut answers = Vec::new();
-    for job in jobs {
-        let answer = match run_cached(&tx, "SAVEPOINT job") {
-            Ok(()) => job(Ok(&tx)),
-            Err(e) => job(Err(e.into())),
-        };
-        let undone = match answer.succeeded {
-            true => Ok(()),
-            false => run_cached(&tx, "ROLLBACK TO job"),
-        };
-        if let Err(e) = undone.and_then(|()| run_cached(&tx, "RELEASE job")) {
-            tracing::error!(error = %e, "could not close a savepoint");
-        }
-        answers.push(answer);
     }
-    let committed = tx.commit().map_err(|e| {
+    tx.commit().map_err(|e| {
         tracing::error!(error = %e, "sqlite commit failed");
-        e.to_string()
-    });
-    answers
-        .into_iter()
-        .map(|answer| (answer, committed.clone().map_err(Error::CommitFailed)))
-        .collect()
+        Together::Failed(e.to_string())
+    })
+}
+
+/// One job in a transaction of its own: its result stands only if committed.
+fn commit_alone(conn: &mut Connection, job: &mut dyn Job) -> Result<(), Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if job.run(&tx) {
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn count(conn: &Connection, value: i64) -> Result<i64, Error> {
+        Ok(
+            conn.query_row("SELECT COUNT(*) FROM t WHERE x = ?1", [value], |row| {
+                row.get(0)
+            })?,
+        )
+    }
+
+    /// Three jobs queued behind a held writer share one transaction; the
+    /// middle one fails after writing, and only its write is undone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_job_leaves_the_jobs_of_its_batch_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("w.db")).unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        let (commits, _committed) = std::sync::mpsc::sync_channel(64);
+        let lock = std::fs::File::create(dir.path().join("w.lock")).unwrap();
+        let writer = Writer::spawn(conn, commits, lock).unwrap();
+
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let hold = std::sync::Mutex::new(hold);
+        let held = tokio::spawn({
+            let writer = writer.clone();
+            async move {
+                writer
+                    .run(move |_| {
+                        started.send(()).ok();
+                        hold.lock().unwrap().recv().ok();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        running.recv().unwrap();
+        let insert = |x: i64, fail: bool| {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                writer
+                    .run(move |conn| {
+                        conn.execute("INSERT INTO t VALUES (?1)", [x])?;
+                        match fail {
+                            true => Err(Error::WriterGone),
+                            false => Ok(x),
+                        }
+                    })
+                    .await
+            })
+        };
+        let (first, second, third) = (insert(1, false), insert(2, true), insert(3, false));
+        while writer.jobs.capacity() > QUEUE_CAPACITY - 3 {
+            tokio::task::yield_now().await;
+        }
+        release.send(()).unwrap();
+
+        assert!(held.await.unwrap().is_ok());
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+        assert!(second.await.unwrap().is_err());
+        assert_eq!(third.await.unwrap().unwrap(), 3);
+        let counts = writer
+            .run(|conn| Ok((count(conn, 1)?, count(conn, 2)?, count(conn, 3)?)))
+            .await
+            .unwrap();
+        assert_eq!(counts, (1, 0, 1));
+    }
 }

@@ -23,3 +23,72 @@ fn a_second_process_cannot_open_the_same_database() {
     let second = SqliteStore::open(&path, otpd_sqlite::Durability::default());
     assert!(matches!(second, Err(otpd_sqlite::Error::Locked(_))));
 }
+
+/// A database written by the first schema (addresses keyed by email) keeps
+/// its codes when a newer otpd opens it.
+#[tokio::test]
+async fn a_first_version_database_is_migrated_with_its_records() {
+    use otpd_core::policy::{Change, IssueCommand, Rules, VerifyCommand, VerifyOutcome};
+    use otpd_core::store::VerifyStore;
+    use otpd_core::{EmailAddress, OtpCode, Timestamp};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("otpd.db");
+    let keys = otpd_testkit::test_keys();
+    let email = EmailAddress::parse("old@example.com").unwrap();
+    let rules = Rules::default();
+    let code = OtpCode::parse("123456", rules.code_length).unwrap();
+    let now = Timestamp::from_millis(1_700_000_000_000);
+    let issued = IssueCommand {
+        email: email.clone(),
+        now,
+        rules,
+        digest: keys.digest(&email, &code),
+    }
+    .apply(None);
+    let Change::Put(record) = issued.change else {
+        panic!("a first code is always stored")
+    };
+    {
+        let v1 = rusqlite::Connection::open(&path).unwrap();
+        v1.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE addresses (email TEXT PRIMARY KEY, record TEXT NOT NULL,
+                expires_at INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE INDEX addresses_expiry ON addresses (expires_at);
+             CREATE TABLE outbox (id INTEGER PRIMARY KEY, email TEXT NOT NULL, sealed BLOB,
+                created_at INTEGER NOT NULL, code_expires_at INTEGER NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'dead')),
+                finished_at INTEGER);
+             CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state = 'pending';
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        v1.execute(
+            "INSERT INTO addresses VALUES (?1, ?2, ?3)",
+            rusqlite::params![
+                email.as_str(),
+                serde_json::to_string(&record).unwrap(),
+                record.expires_at().as_millis()
+            ],
+        )
+        .unwrap();
+    }
+
+    let store = SqliteStore::open(&path, otpd_sqlite::Durability::default()).unwrap();
+    let verify = VerifyCommand {
+        email: email.clone(),
+        now,
+        rules,
+        candidate: keys.digest(&email, &code),
+    };
+    assert_eq!(
+        store.verify(verify.clone()).await.unwrap(),
+        VerifyOutcome::Verified
+    );
+    assert!(matches!(
+        store.verify(verify).await.unwrap(),
+        VerifyOutcome::NoLiveCode(_)
+    ));
+}
