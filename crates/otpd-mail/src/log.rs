@@ -23,12 +23,15 @@ impl LogMailer {
 #[async_trait]
 impl Mailer for LogMailer {
     async fn send(&self, mail: &CodeMail) -> Result<(), MailError> {
-        let rendered = self.composer.render(mail);
+        let (subject, text) = self.composer.templates.render_plain(
+            &self.composer.product,
+            mail.code.expose(),
+            mail.lifetime,
+        );
         let block = format!(
-            "----- mail to {} -----\nSubject: {}\n\n{}\n----- end of mail -----\n",
+            "----- mail to {} -----\nSubject: {subject}\n\n{}\n----- end of mail -----\n",
             mail.to,
-            rendered.subject,
-            rendered.text.trim_end()
+            text.trim_end()
         );
         let mut out = std::io::stdout().lock();
         out.write_all(block.as_bytes())

@@ -86,19 +86,62 @@ impl Templates {
 
     pub fn render(&self, product: &str, code: &str, lifetime: Duration) -> Rendered {
         let lifetime = describe_lifetime(lifetime);
-        let fill = |template: &str, escape: fn(&str) -> String| {
-            template
-                .replace("{{product}}", &escape(product))
-                .replace("{{code}}", &escape(code))
-                .replace("{{lifetime}}", &escape(&lifetime))
-        };
+        let html = [
+            ("{{product}}", escape_html(product)),
+            ("{{code}}", escape_html(code)),
+            ("{{lifetime}}", escape_html(&lifetime)),
+        ];
+        let (subject, text) = self.render_text(product, code, &lifetime);
         Rendered {
-            // A subject is one header line, whatever the product name holds.
-            subject: fill(&self.subject, |s| s.replace(['\r', '\n'], " ")),
-            text: fill(&self.text, str::to_owned),
-            html: fill(&self.html, escape_html),
+            subject,
+            text,
+            html: fill(&self.html, &html),
         }
     }
+
+    /// The subject and the text part only (what the log mailer prints).
+    pub fn render_plain(&self, product: &str, code: &str, lifetime: Duration) -> (String, String) {
+        self.render_text(product, code, &describe_lifetime(lifetime))
+    }
+
+    fn render_text(&self, product: &str, code: &str, lifetime: &str) -> (String, String) {
+        // A subject is one header line, whatever the product name holds.
+        let one_line = product.replace(['\r', '\n'], " ");
+        let subject = [
+            ("{{product}}", one_line.as_str()),
+            ("{{code}}", code),
+            ("{{lifetime}}", lifetime),
+        ];
+        let text = [
+            ("{{product}}", product),
+            ("{{code}}", code),
+            ("{{lifetime}}", lifetime),
+        ];
+        (fill(&self.subject, &subject), fill(&self.text, &text))
+    }
+}
+
+/// Replaces each placeholder in one pass; a value is never searched for
+/// placeholders itself.
+fn fill<V: AsRef<str>>(template: &str, values: &[(&str, V)]) -> String {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        match values.iter().find(|(name, _)| tail.starts_with(name)) {
+            Some((name, value)) => {
+                out.push_str(value.as_ref());
+                rest = &tail[name.len()..];
+            }
+            None => {
+                out.push_str("{{");
+                rest = &tail[2..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn describe_lifetime(lifetime: Duration) -> String {
@@ -165,6 +208,13 @@ mod tests {
             Templates::load(dir.path()),
             Err(TemplateError::NoCode(_))
         ));
+    }
+
+    #[test]
+    fn values_are_not_searched_for_placeholders() {
+        let r = Templates::default().render("{{code}} Inc {{x", "123456", Duration::from_secs(60));
+        assert!(r.text.contains("{{code}} Inc {{x"));
+        assert_eq!(r.text.matches("123456").count(), 1);
     }
 
     #[test]
