@@ -5,8 +5,6 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
-use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use otpd_core::delivery::{DeadReason, Step};
 use otpd_core::policy::{IssueOutcome, NoCode, VerifyOutcome};
@@ -100,23 +98,34 @@ pub fn record_outbox(stats: &OutboxStats) {
     metrics::gauge!(OUTBOX_OLDEST_AGE).set(stats.oldest_age.as_secs_f64());
 }
 
-/// Middleware timing every request, labelled by route template and status.
-pub async fn track_latency(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| route_label(p.as_str()));
-    let method = method_label(request.method());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    metrics::histogram!(
-        REQUEST_DURATION,
-        "route" => route,
-        "method" => method,
-        "status" => status_label(response.status())
-    )
-    .record(started.elapsed().as_secs_f64());
-    response
+/// Times one request, labelled by route template, method and status.
+pub struct RequestTimer {
+    route: &'static str,
+    method: &'static str,
+    started: Instant,
+}
+
+impl RequestTimer {
+    pub fn start(request: &Request) -> Self {
+        Self {
+            route: request
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or("unmatched", |p| route_label(p.as_str())),
+            method: method_label(request.method()),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn finish(self, status: StatusCode) {
+        metrics::histogram!(
+            REQUEST_DURATION,
+            "route" => self.route,
+            "method" => self.method,
+            "status" => status_label(status)
+        )
+        .record(self.started.elapsed().as_secs_f64());
+    }
 }
 
 // Labels are static strings: no allocation per request, and a client cannot

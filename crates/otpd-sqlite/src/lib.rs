@@ -12,10 +12,12 @@
 //! but not sent.
 
 mod checkpoint;
+mod presence;
 mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,6 +31,7 @@ use otpd_core::store::{
 use otpd_core::{EmailAddress, SealedCode, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use presence::Presence;
 use writer::Writer;
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +83,7 @@ const FINISHED_MAIL_RETENTION: Duration = Duration::from_secs(24 * 3600);
 #[derive(Clone)]
 pub struct SqliteStore {
     writer: Writer,
+    presence: Arc<Presence>,
 }
 
 impl SqliteStore {
@@ -88,6 +92,7 @@ impl SqliteStore {
         let lock = lock(path)?;
         let conn = Connection::open(path)?;
         schema::prepare_writer(&conn, durability)?;
+        let presence = Arc::new(Presence::build(&all_emails(&conn)?));
         let checkpointer = Connection::open(path)?;
         schema::prepare_checkpointer(&checkpointer)?;
         let (commits, committed) = std::sync::mpsc::sync_channel(1);
@@ -97,6 +102,7 @@ impl SqliteStore {
             .map_err(Error::Spawn)?;
         Ok(Self {
             writer: Writer::spawn(conn, commits, lock).map_err(Error::Spawn)?,
+            presence,
         })
     }
 
@@ -120,6 +126,15 @@ impl SqliteStore {
                 Ok((records + mails) as u64)
             })
             .await?;
+        if self.presence.wants_rebuild() {
+            let presence = self.presence.clone();
+            self.writer
+                .run(move |conn| {
+                    presence.rebuild(&all_emails(conn)?);
+                    Ok(())
+                })
+                .await?;
+        }
         Ok(removed)
     }
 }
@@ -156,10 +171,25 @@ fn load_record(conn: &Connection, email: &EmailAddress) -> Result<Option<Address
         .transpose()
 }
 
-fn apply_change(conn: &Connection, email: &EmailAddress, change: &Change) -> Result<(), Error> {
+/// Every address with a record.
+fn all_emails(conn: &Connection) -> Result<Vec<String>, Error> {
+    let emails = conn
+        .prepare("SELECT email FROM addresses")?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(emails)
+}
+
+fn apply_change(
+    conn: &Connection,
+    presence: &Presence,
+    email: &EmailAddress,
+    change: &Change,
+) -> Result<(), Error> {
     match change {
         Change::Keep => {}
         Change::Put(record) => {
+            presence.add(email.as_str());
             let json = serde_json::to_string(record).map_err(|e| Error::Decode(Box::new(e)))?;
             conn.prepare_cached(
                 "INSERT INTO addresses (email, record, expires_at) VALUES (?1, ?2, ?3)
@@ -178,11 +208,12 @@ fn apply_change(conn: &Connection, email: &EmailAddress, change: &Change) -> Res
 #[async_trait]
 impl IssueStore for SqliteStore {
     async fn issue(&self, cmd: IssueCommand, mail: NewMail) -> Result<IssueOutcome, StoreError> {
+        let presence = self.presence.clone();
         let outcome = self
             .writer
             .run(move |conn| {
                 let Transition { outcome, change } = cmd.apply(load_record(conn, &cmd.email)?);
-                apply_change(conn, &cmd.email, &change)?;
+                apply_change(conn, &presence, &cmd.email, &change)?;
                 if matches!(outcome, IssueOutcome::Issued { .. }) {
                     conn.prepare_cached(
                         "INSERT INTO outbox (email, sealed, created_at, code_expires_at, next_attempt_at, state)
@@ -205,11 +236,22 @@ impl IssueStore for SqliteStore {
 #[async_trait]
 impl VerifyStore for SqliteStore {
     async fn verify(&self, cmd: VerifyCommand) -> Result<VerifyOutcome, StoreError> {
+        if !self.presence.may_hold(cmd.email.as_str()) {
+            // No record: decided as the writer would, without asking it.
+            if let Transition {
+                outcome,
+                change: Change::Keep,
+            } = cmd.apply(None)
+            {
+                return Ok(outcome);
+            }
+        }
+        let presence = self.presence.clone();
         let outcome = self
             .writer
             .run(move |conn| {
                 let Transition { outcome, change } = cmd.apply(load_record(conn, &cmd.email)?);
-                apply_change(conn, &cmd.email, &change)?;
+                apply_change(conn, &presence, &cmd.email, &change)?;
                 Ok(outcome)
             })
             .await?;

@@ -224,6 +224,21 @@ async fn unknown_routes_and_methods_answer_json() {
         (r.status, r.body["error"].as_str()),
         (405, Some("method_not_allowed"))
     );
+    for path in ["/healthz", "/nope"] {
+        let (_, headers, _) = app.client.get(path).await;
+        for (name, value) in [
+            ("x-content-type-options", "nosniff"),
+            ("referrer-policy", "no-referrer"),
+            ("x-frame-options", "DENY"),
+            ("cache-control", "no-store"),
+        ] {
+            assert_eq!(
+                headers.get(name).and_then(|v| v.to_str().ok()),
+                Some(value),
+                "{name} on {path}"
+            );
+        }
+    }
 }
 
 #[tokio::test]
