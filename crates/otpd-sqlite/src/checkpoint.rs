@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-/// The shortest time between two checkpoints, so busy periods batch them.
-const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// The shortest time between two checkpoints, so busy periods batch them
+/// (a page written by many commits in between is copied once).
+const MIN_INTERVAL: Duration = Duration::from_millis(500);
 /// Frames after which the WAL is restarted, so sustained load cannot grow
 /// the file without bound.
 const RESTART_AFTER_FRAMES: i64 = 64_000;
