@@ -1,7 +1,7 @@
 //! Prometheus metrics: names in one place, recorded through the `metrics` facade.
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, StatusCode};
@@ -41,6 +41,21 @@ pub fn handle() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// How often histogram samples are folded into their buckets. Until then
+/// the recorder keeps every raw sample: without this, memory grows by a few
+/// bytes per request between scrapes (and for ever if nobody scrapes).
+const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Folds samples into buckets for as long as the server runs.
+pub async fn upkeep() {
+    let handle = handle();
+    let mut every = tokio::time::interval(UPKEEP_EVERY);
+    loop {
+        every.tick().await;
+        handle.run_upkeep();
+    }
 }
 
 fn describe() {
