@@ -31,7 +31,7 @@ use otpd_core::store::{
 use otpd_core::{EmailAddress, SealedCode, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use presence::Presence;
+use presence::{Filter, Presence};
 use writer::Writer;
 
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +92,7 @@ impl SqliteStore {
         let lock = lock(path)?;
         let conn = Connection::open(path)?;
         schema::prepare_writer(&conn, durability)?;
-        let presence = Arc::new(Presence::build(&all_emails(&conn)?));
+        let presence = Arc::new(Presence::new(filter_of_all(&conn)?));
         let checkpointer = Connection::open(path)?;
         schema::prepare_checkpointer(&checkpointer)?;
         let (commits, committed) = std::sync::mpsc::sync_channel(1);
@@ -130,7 +130,7 @@ impl SqliteStore {
             let presence = self.presence.clone();
             self.writer
                 .run(move |conn| {
-                    presence.rebuild(&all_emails(conn)?);
+                    presence.replace(filter_of_all(conn)?);
                     Ok(())
                 })
                 .await?;
@@ -171,13 +171,19 @@ fn load_record(conn: &Connection, email: &EmailAddress) -> Result<Option<Address
         .transpose()
 }
 
-/// Every address with a record.
-fn all_emails(conn: &Connection) -> Result<Vec<String>, Error> {
-    let emails = conn
-        .prepare("SELECT email FROM addresses")?
-        .query_map([], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
-    Ok(emails)
+/// A presence filter of every address with a record, read row by row.
+fn filter_of_all(conn: &Connection) -> Result<Filter, Error> {
+    let filter = Filter::new();
+    let mut statement = conn.prepare("SELECT email FROM addresses")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let email = row
+            .get_ref(0)?
+            .as_str()
+            .map_err(|e| Error::Decode(Box::new(e)))?;
+        filter.insert(email);
+    }
+    Ok(filter)
 }
 
 fn apply_change(

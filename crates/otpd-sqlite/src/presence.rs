@@ -14,22 +14,24 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
-/// 2^23 bits: 1 MiB. Four hashes keep false positives near 0.3 % with
-/// half a million addresses, 2.4 % with a million.
+/// 2^23 bits: 1 MiB. Four hashes keep false positives near 0.2 % with
+/// half a million addresses, 2 % with a million.
 const BITS_LOG2: u32 = 23;
 const HASHES: u64 = 4;
 /// Addresses added since the last rebuild that make the next sweep rebuild.
 const REBUILD_AFTER: usize = 1 << 19;
 
-struct Bits {
+/// The bits of one filter; build a new one with [`Filter::new`] and
+/// [`Filter::insert`], then hand it to [`Presence::new`] or [`Presence::replace`].
+pub struct Filter {
     words: Box<[AtomicU64]>,
     /// Keyed (SipHash with random keys), so nobody can pick addresses that
     /// collide on purpose.
     hasher: RandomState,
 }
 
-impl Bits {
-    fn new() -> Self {
+impl Filter {
+    pub fn new() -> Self {
         Self {
             words: (0..1usize << (BITS_LOG2 - 6))
                 .map(|_| AtomicU64::new(0))
@@ -46,7 +48,7 @@ impl Bits {
         (0..HASHES).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) & mask) as usize)
     }
 
-    fn insert(&self, email: &str) {
+    pub fn insert(&self, email: &str) {
         for bit in self.positions(email) {
             self.words[bit / 64].fetch_or(1 << (bit % 64), Ordering::Release);
         }
@@ -59,20 +61,20 @@ impl Bits {
 }
 
 pub struct Presence {
-    bits: RwLock<Arc<Bits>>,
+    bits: RwLock<Arc<Filter>>,
     added_since_rebuild: AtomicUsize,
 }
 
 impl Presence {
-    /// A filter holding `emails` (the table's, when the store opens).
-    pub fn build<S: AsRef<str>>(emails: &[S]) -> Self {
+    /// Starts from `filter` (the table's addresses, when the store opens).
+    pub fn new(filter: Filter) -> Self {
         Self {
-            bits: RwLock::new(Arc::new(filled(emails))),
+            bits: RwLock::new(Arc::new(filter)),
             added_since_rebuild: AtomicUsize::new(0),
         }
     }
 
-    fn current(&self) -> Option<Arc<Bits>> {
+    fn current(&self) -> Option<Arc<Filter>> {
         self.bits.read().ok().map(|bits| Arc::clone(&bits))
     }
 
@@ -93,32 +95,31 @@ impl Presence {
         self.added_since_rebuild.load(Ordering::Relaxed) >= REBUILD_AFTER
     }
 
-    /// Replaces the filter with one holding exactly `emails`. Runs on the
-    /// writer thread, so no address is added meanwhile.
-    pub fn rebuild<S: AsRef<str>>(&self, emails: &[S]) {
-        let fresh = Arc::new(filled(emails));
+    /// Replaces the filter with `fresh`, built from the table on the writer
+    /// thread, so no address was added meanwhile.
+    pub fn replace(&self, fresh: Filter) {
         if let Ok(mut bits) = self.bits.write() {
-            *bits = fresh;
+            *bits = Arc::new(fresh);
             self.added_since_rebuild.store(0, Ordering::Relaxed);
         }
     }
-}
-
-fn filled<S: AsRef<str>>(emails: &[S]) -> Bits {
-    let bits = Bits::new();
-    for email in emails {
-        bits.insert(email.as_ref());
-    }
-    bits
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn filter_of(emails: &[&str]) -> Filter {
+        let filter = Filter::new();
+        for email in emails {
+            filter.insert(email);
+        }
+        filter
+    }
+
     #[test]
     fn an_added_address_is_always_held() {
-        let presence = Presence::build(&["a@example.com"]);
+        let presence = Presence::new(filter_of(&["a@example.com"]));
         let added: Vec<String> = (0..10_000).map(|i| format!("u{i}@example.com")).collect();
         for email in &added {
             presence.add(email);
@@ -129,7 +130,7 @@ mod tests {
 
     #[test]
     fn most_other_addresses_are_not_held() {
-        let presence = Presence::build::<&str>(&[]);
+        let presence = Presence::new(Filter::new());
         for i in 0..100_000 {
             presence.add(&format!("u{i}@example.com"));
         }
@@ -141,8 +142,8 @@ mod tests {
 
     #[test]
     fn a_rebuild_keeps_only_the_given_addresses() {
-        let presence = Presence::build(&["gone@example.com", "kept@example.com"]);
-        presence.rebuild(&["kept@example.com"]);
+        let presence = Presence::new(filter_of(&["gone@example.com", "kept@example.com"]));
+        presence.replace(filter_of(&["kept@example.com"]));
         assert!(presence.may_hold("kept@example.com"));
         assert!(!presence.may_hold("gone@example.com"));
     }
