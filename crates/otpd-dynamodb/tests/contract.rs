@@ -10,15 +10,7 @@ use otpd_dynamodb::DynamoStore;
 use otpd_testkit::store_contract_tests;
 
 pub async fn client() -> Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(otpd_testkit::moto::endpoint())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .load()
-        .await;
-    Client::new(&config)
+    Client::new(&otpd_testkit::moto::sdk_config("us-east-1").await)
 }
 
 /// A fresh table as the Terraform module declares it, under a name of its own.

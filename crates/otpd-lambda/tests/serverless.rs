@@ -27,14 +27,7 @@ const SECRET: &str = "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0
 const SENDER_DOMAIN: &str = "serverless.example";
 
 async fn aws() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(otpd_testkit::moto::endpoint())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .load()
-        .await
+    otpd_testkit::moto::sdk_config("us-east-1").await
 }
 
 fn keys() -> CodeKeys {

@@ -10,15 +10,7 @@ use otpd_core::{CodeLength, CodeMail, EmailAddress, MailError, Mailer, OtpCode};
 use otpd_mail::{Composer, SesMailer, Templates};
 
 async fn client() -> aws_sdk_sesv2::Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(otpd_testkit::moto::endpoint())
-        .region(aws_config::Region::new("eu-west-1"))
-        .credentials_provider(aws_sdk_sesv2::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .load()
-        .await;
-    aws_sdk_sesv2::Client::new(&config)
+    aws_sdk_sesv2::Client::new(&otpd_testkit::moto::sdk_config("eu-west-1").await)
 }
 
 fn mail(to: &str, code: &str) -> CodeMail {

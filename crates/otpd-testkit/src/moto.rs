@@ -21,6 +21,18 @@ pub fn endpoint() -> &'static str {
     &MOTO.get_or_init(start).endpoint
 }
 
+/// AWS SDK settings that talk to the emulator in `region`, with dummy credentials.
+pub async fn sdk_config(region: &'static str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(aws_config::Region::new(region))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await
+}
+
 fn start() -> Moto {
     let server = std::env::var("MOTO_SERVER").unwrap_or_else(|_| {
         Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -6,14 +6,7 @@ use crate::helpers::{first_code, Proc, PATIENCE};
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_delivers_through_ses() {
     let endpoint = otpd_testkit::moto::endpoint();
-    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sesv2::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .load()
-        .await;
+    let aws = otpd_testkit::moto::sdk_config("us-east-1").await;
     aws_sdk_sesv2::Client::new(&aws)
         .create_email_identity()
         .email_identity("serve-ses.example")
