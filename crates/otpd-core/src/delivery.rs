@@ -78,6 +78,13 @@ impl Step {
     }
 }
 
+/// A claimed mail and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempted {
+    pub queued: QueuedMail,
+    pub step: Step,
+}
+
 /// What the worker needs besides the outbox and the mailer.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -95,7 +102,7 @@ impl Delivery {
         mailer: &dyn Mailer,
         now: Timestamp,
         limit: usize,
-    ) -> Result<Vec<Step>, StoreError> {
+    ) -> Result<Vec<Attempted>, StoreError> {
         let claimed = outbox.claim_due(now, self.retry.lease, limit).await?;
         if claimed.is_empty() {
             return Ok(Vec::new());
@@ -108,7 +115,11 @@ impl Delivery {
             .map(|(queued, step)| (queued.id, step.settlement(now)))
             .collect();
         outbox.settle(settlements).await?;
-        Ok(steps)
+        Ok(claimed
+            .into_iter()
+            .zip(steps)
+            .map(|(queued, step)| Attempted { queued, step })
+            .collect())
     }
 
     /// One delivery attempt of one mail; the caller records the result.

@@ -84,14 +84,19 @@ impl Sender {
             .attempt(&queued, self.mailer.as_ref(), self.clock.now())
             .await;
         otpd_http::metrics::record_mail(&step);
+        // The tag the generate function logged for the same address.
+        let address = self.delivery.keys.address_tag(&queued.mail.email);
         match step {
-            Step::Delivered => Ok(()),
+            Step::Delivered => {
+                tracing::info!(%address, sequence_number, "mail delivered");
+                Ok(())
+            }
             Step::Dead(reason) => {
-                tracing::error!(?reason, sequence_number, "mail given up");
+                tracing::error!(%address, ?reason, sequence_number, "mail given up");
                 Ok(())
             }
             Step::Retried { error, .. } => {
-                tracing::warn!(%error, sequence_number, "mail failed; the batch resumes here");
+                tracing::warn!(%address, %error, sequence_number, "mail failed; the batch resumes here");
                 Err(sequence_number)
             }
         }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use otpd_core::delivery::{Delivery, RetryPolicy, Step};
+use otpd_core::delivery::{Attempted, Delivery, RetryPolicy, Step};
 use otpd_core::policy::{IssueOutcome, Limit, NoCode, Rules, VerifyOutcome};
 use otpd_core::store::{IssueStore, Outbox, VerifyStore};
 use otpd_core::{Clock, DomainAllowlist, EmailAddress, OtpCode, OtpService};
@@ -245,10 +245,12 @@ pub async fn failed_sends_are_retried_after_backoff<S: CodeStore + Outbox>(store
     drain(store, &delivery, &CapturingMailer::default(), &clock).await;
     svc.generate(store, unique_address("retry")).await.unwrap();
     mailer.fail(Some(false));
-    let steps = delivery
-        .deliver_due(store, &mailer, clock.now(), 10)
-        .await
-        .unwrap();
+    let steps = steps_of(
+        delivery
+            .deliver_due(store, &mailer, clock.now(), 10)
+            .await
+            .unwrap(),
+    );
     let [Step::Retried { after, .. }] = steps.as_slice() else {
         panic!("expected one retry, got {steps:?}");
     };
@@ -259,12 +261,18 @@ pub async fn failed_sends_are_retried_after_backoff<S: CodeStore + Outbox>(store
     assert_eq!(early, Vec::new(), "not due before its backoff");
     mailer.fail(None);
     clock.advance(*after);
-    let later = delivery
-        .deliver_due(store, &mailer, clock.now(), 10)
-        .await
-        .unwrap();
+    let later = steps_of(
+        delivery
+            .deliver_due(store, &mailer, clock.now(), 10)
+            .await
+            .unwrap(),
+    );
     assert_eq!(later, vec![Step::Delivered]);
     assert_eq!(mailer.sent().len(), 1);
+}
+
+fn steps_of(attempted: Vec<Attempted>) -> Vec<Step> {
+    attempted.into_iter().map(|a| a.step).collect()
 }
 
 /// Delivers every due mail, two at a time; returns how many were delivered.
@@ -276,10 +284,12 @@ pub async fn drain<S: Outbox>(
 ) -> usize {
     let mut delivered = 0;
     loop {
-        let steps = delivery
-            .deliver_due(store, mailer, clock.now(), 2)
-            .await
-            .unwrap();
+        let steps = steps_of(
+            delivery
+                .deliver_due(store, mailer, clock.now(), 2)
+                .await
+                .unwrap(),
+        );
         if steps.is_empty() {
             return delivered;
         }

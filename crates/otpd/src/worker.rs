@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use otpd_core::delivery::{Delivery, Step};
+use otpd_core::delivery::{Attempted, Delivery, Step};
 use otpd_core::store::Outbox;
-use otpd_core::{Clock, Mailer};
+use otpd_core::{Clock, CodeKeys, Mailer};
 use otpd_http::metrics;
 use otpd_sqlite::SqliteStore;
 use tokio::sync::{watch, Notify};
@@ -45,16 +45,16 @@ impl Worker {
 
     async fn deliver_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         while !*shutdown.borrow() {
-            let steps = self
+            let attempts = self
                 .delivery
                 .deliver_due(&self.store, self.mailer.as_ref(), self.clock.now(), BATCH)
                 .await;
-            let idle = match steps {
-                Ok(steps) if steps.is_empty() => Some(self.until_next_due().await),
-                Ok(steps) => {
-                    for step in &steps {
-                        log_step(step);
-                        metrics::record_mail(step);
+            let idle = match attempts {
+                Ok(attempts) if attempts.is_empty() => Some(self.until_next_due().await),
+                Ok(attempts) => {
+                    for attempted in &attempts {
+                        log_attempt(&self.delivery.keys, attempted);
+                        metrics::record_mail(&attempted.step);
                     }
                     None
                 }
@@ -100,12 +100,20 @@ impl Worker {
     }
 }
 
-fn log_step(step: &Step) {
-    match step {
-        Step::Delivered => tracing::info!("mail delivered"),
-        Step::Retried { after, error } => {
-            tracing::warn!(retry_in_ms = after.as_millis() as u64, %error, "mail delivery failed; will retry")
-        }
-        Step::Dead(reason) => tracing::error!(?reason, "mail given up"),
+/// One line per attempt, naming the address by the same tag as the request
+/// that issued the code, so the two can be matched without the address.
+fn log_attempt(keys: &CodeKeys, attempted: &Attempted) {
+    let address = keys.address_tag(&attempted.queued.mail.email);
+    let mail = attempted.queued.id.0;
+    match &attempted.step {
+        Step::Delivered => tracing::info!(%address, mail, "mail delivered"),
+        Step::Retried { after, error } => tracing::warn!(
+            %address,
+            mail,
+            retry_in_ms = after.as_millis() as u64,
+            %error,
+            "mail delivery failed; will retry"
+        ),
+        Step::Dead(reason) => tracing::error!(%address, mail, ?reason, "mail given up"),
     }
 }

@@ -90,6 +90,55 @@ async fn metrics_count_codes_verifications_mails_and_latency() {
     }
 }
 
+/// Support can follow one address from its request to its mail by the
+/// tag both log lines carry, and the log holds neither the address nor the code.
+#[tokio::test]
+async fn the_log_follows_a_code_to_its_mail_by_an_address_tag() {
+    let smtp = Catcher::start();
+    let dir = tempfile::tempdir().unwrap();
+    let vars = Proc::vars(dir.path(), smtp.port, &[("OTPD_LOG_FORMAT", "json")]);
+    let server = Proc::spawn(dir.path(), &vars);
+    assert_eq!(
+        server.client.generate("traced@example.com").await.status,
+        200
+    );
+    assert_eq!(
+        server.client.generate("other@example.com").await.status,
+        200
+    );
+    let code = smtp.code("traced@example.com", 1).await;
+    smtp.wait_for("other@example.com", 1).await;
+    let stderr = server.stderr.clone();
+    assert!(server.terminate().success());
+
+    let lines = stderr.lock().unwrap().clone();
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let tags = |message: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["message"] == message)
+            .map(|e| e["address"].as_str().expect("an address tag").to_owned())
+            .collect()
+    };
+    let (mut issued, mut delivered) = (tags("code issued"), tags("mail delivered"));
+    assert_eq!(issued.len(), 2, "{lines:?}");
+    assert_ne!(issued[0], issued[1], "one tag per address");
+    issued.sort();
+    delivered.sort();
+    assert_eq!(issued, delivered, "{lines:?}");
+    assert_eq!(events.len(), lines.len(), "every line is JSON: {lines:?}");
+    for mut event in events {
+        // Microseconds could spell any six digits.
+        event.as_object_mut().unwrap().remove("timestamp");
+        let event = event.to_string();
+        assert!(!event.contains("traced@example.com"), "{event}");
+        assert!(!event.contains(&code), "{event}");
+    }
+}
+
 #[tokio::test]
 async fn healthz_checks_the_store() {
     let smtp = Catcher::start();
