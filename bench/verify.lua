@@ -13,11 +13,5 @@ request = function()
   local body = string.format('{"email":"v%d-%d-%d@bench.example","otp":"123456"}', tid or 0, math.random(1, 1000000000), n)
   return wrk.format("POST", "/VerifyOTP", { ["Content-Type"] = "application/json" }, body)
 end
--- One line with the tail of the latency distribution, read by bench/run.
-done = function(summary, latency, requests)
-  local parts = {}
-  for _, p in ipairs({ 50, 90, 99, 99.9 }) do
-    parts[#parts + 1] = string.format("p%s %.2f", p, latency:percentile(p) / 1000)
-  end
-  io.write(string.format("tail (ms): %s, max %.2f\n", table.concat(parts, ", "), latency.max / 1000))
-end
+-- done(): the latency tail line bench/run reads.
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "tail.lua")
