@@ -84,19 +84,20 @@ impl Sender {
             .attempt(&queued, self.mailer.as_ref(), self.clock.now())
             .await;
         otpd_http::metrics::record_mail(&step);
-        // The tag the generate function logged for the same address.
-        let address = self.delivery.keys.address_tag(&queued.mail.email);
+        // The tag the generate function logged for the same address, computed
+        // only when a line is written.
+        let tag = || self.delivery.keys.address_tag(&queued.mail.email);
         match step {
             Step::Delivered => {
-                tracing::info!(%address, sequence_number, "mail delivered");
+                tracing::info!(address = %tag(), sequence_number, "mail delivered");
                 Ok(())
             }
             Step::Dead(reason) => {
-                tracing::error!(%address, ?reason, sequence_number, "mail given up");
+                tracing::error!(address = %tag(), ?reason, sequence_number, "mail given up");
                 Ok(())
             }
             Step::Retried { error, .. } => {
-                tracing::warn!(%address, %error, sequence_number, "mail failed; the batch resumes here");
+                tracing::warn!(address = %tag(), %error, sequence_number, "mail failed; the batch resumes here");
                 Err(sequence_number)
             }
         }

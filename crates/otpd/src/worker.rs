@@ -103,17 +103,18 @@ impl Worker {
 /// One line per attempt, naming the address by the same tag as the request
 /// that issued the code, so the two can be matched without the address.
 fn log_attempt(keys: &CodeKeys, attempted: &Attempted) {
-    let address = keys.address_tag(&attempted.queued.mail.email);
+    // Called inside the macros: computed only when the line is written.
+    let tag = || keys.address_tag(&attempted.queued.mail.email);
     let mail = attempted.queued.id.0;
     match &attempted.step {
-        Step::Delivered => tracing::info!(%address, mail, "mail delivered"),
+        Step::Delivered => tracing::info!(address = %tag(), mail, "mail delivered"),
         Step::Retried { after, error } => tracing::warn!(
-            %address,
+            address = %tag(),
             mail,
             retry_in_ms = after.as_millis() as u64,
             %error,
             "mail delivery failed; will retry"
         ),
-        Step::Dead(reason) => tracing::error!(%address, mail, ?reason, "mail given up"),
+        Step::Dead(reason) => tracing::error!(address = %tag(), mail, ?reason, "mail given up"),
     }
 }
