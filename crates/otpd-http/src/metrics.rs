@@ -48,9 +48,9 @@ pub fn handle() -> PrometheusHandle {
 /// bytes per request between scrapes (and for ever if nobody scrapes).
 const UPKEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// Folds samples into buckets for as long as the server runs.
-pub async fn upkeep() {
-    let handle = handle();
+/// Folds samples into buckets for as long as the server runs. Taking the
+/// handle makes the caller install the recorder before anything is recorded.
+pub async fn upkeep(handle: PrometheusHandle) {
     let mut every = tokio::time::interval(UPKEEP_EVERY);
     loop {
         every.tick().await;

@@ -98,7 +98,7 @@ pub async fn start(
     let state = AppState::new(service, stores, &http_config);
     let mail_queued = state.mail_queued();
     let app = otpd_http::app(state, &http_config);
-    tokio::spawn(otpd_http::metrics::upkeep());
+    tokio::spawn(otpd_http::metrics::upkeep(otpd_http::metrics::handle()));
 
     let addr = listener.local_addr()?;
     let (shutdown, rx) = watch::channel(false);
