@@ -12,6 +12,7 @@
 //! but not sent.
 
 mod checkpoint;
+mod index;
 mod presence;
 mod schema;
 mod writer;
@@ -29,7 +30,7 @@ use otpd_core::store::{
     StoreHealth, VerifyStore,
 };
 use otpd_core::{EmailAddress, SealedCode, Timestamp};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
 use presence::{Filter, Presence};
 use writer::Writer;
@@ -76,6 +77,10 @@ impl From<Error> for StoreError {
     }
 }
 
+/// New addresses indexed in memory before they are merged into the on-disk
+/// email index: enough that a merge puts many entries on each index page.
+pub const DEFAULT_STAGE: usize = 16_384;
+
 /// How long after a mail was sent or given up its row is kept (for inspection).
 const FINISHED_MAIL_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
@@ -89,9 +94,20 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: &Path, durability: Durability) -> Result<Self, Error> {
+        Self::open_with_stage(path, durability, DEFAULT_STAGE)
+    }
+
+    /// [`SqliteStore::open`], keeping up to `stage` new addresses in the
+    /// in-memory part of the email index (tests use a small one).
+    pub fn open_with_stage(
+        path: &Path,
+        durability: Durability,
+        stage: usize,
+    ) -> Result<Self, Error> {
         let lock = lock(path)?;
         let conn = Connection::open(path)?;
         schema::prepare_writer(&conn, durability)?;
+        let mut stage = index::Stage::open(&conn, stage)?;
         let presence = Arc::new(Presence::new(filter_of_all(&conn)?));
         let checkpointer = Connection::open(path)?;
         schema::prepare_checkpointer(&checkpointer)?;
@@ -101,7 +117,8 @@ impl SqliteStore {
             .spawn(move || checkpoint::run(checkpointer, committed))
             .map_err(Error::Spawn)?;
         Ok(Self {
-            writer: Writer::spawn(conn, commits, lock).map_err(Error::Spawn)?,
+            writer: Writer::spawn(conn, commits, lock, move |conn| stage.tend(conn))
+                .map_err(Error::Spawn)?,
             presence,
         })
     }
@@ -115,10 +132,7 @@ impl SqliteStore {
         let removed = self
             .writer
             .run(move |conn| {
-                let records = conn.execute(
-                    "DELETE FROM addresses WHERE expires_at <= ?1",
-                    [now.as_millis()],
-                )?;
+                let records = index::delete_expired(conn, now.as_millis())?;
                 let mails = conn.execute(
                     "DELETE FROM outbox WHERE state != 'pending' AND finished_at <= ?1",
                     [retention_start],
@@ -162,13 +176,54 @@ fn lock(path: &Path) -> Result<std::fs::File, Error> {
     }
 }
 
-fn load_record(conn: &Connection, email: &EmailAddress) -> Result<Option<AddressRecord>, Error> {
-    let json: Option<String> = conn
-        .prepare_cached("SELECT record FROM addresses WHERE email = ?1")?
-        .query_row([email.as_str()], |row| row.get(0))
-        .optional()?;
-    json.map(|j| serde_json::from_str(&j).map_err(|e| Error::Decode(Box::new(e))))
+/// An address's record and the row that holds it.
+struct Stored {
+    id: i64,
+    record: AddressRecord,
+}
+
+fn load_record(conn: &Connection, email: &EmailAddress) -> Result<Option<Stored>, Error> {
+    index::find(conn, email.as_str())?
+        .map(|found| {
+            Ok(Stored {
+                id: found.id,
+                record: serde_json::from_str(&found.json)
+                    .map_err(|e| Error::Decode(Box::new(e)))?,
+            })
+        })
         .transpose()
+}
+
+/// Runs a policy transition on `email`'s record as stored, and stores its change.
+fn transition<T>(
+    conn: &Connection,
+    presence: &Presence,
+    email: &EmailAddress,
+    apply: impl FnOnce(Option<AddressRecord>) -> Transition<T>,
+) -> Result<T, Error> {
+    // Most codes go to addresses without a record; the filter knows them.
+    let stored = match presence.may_hold(email.as_str()) {
+        true => load_record(conn, email)?,
+        false => None,
+    };
+    let id = stored.as_ref().map(|stored| stored.id);
+    let Transition { outcome, change } = apply(stored.map(|stored| stored.record));
+    match (change, id) {
+        (Change::Keep, _) | (Change::Delete, None) => {}
+        (Change::Put(record), id) => {
+            let json = serde_json::to_string(&record).map_err(|e| Error::Decode(Box::new(e)))?;
+            let expires_at = record.expires_at().as_millis();
+            match id {
+                Some(id) => index::update(conn, id, &json, expires_at)?,
+                None => {
+                    presence.add(email.as_str());
+                    index::insert(conn, email.as_str(), &json, expires_at)?;
+                }
+            }
+        }
+        (Change::Delete, Some(id)) => index::delete(conn, id, email.as_str())?,
+    }
+    Ok(outcome)
 }
 
 /// A presence filter of every address with a record, read row by row.
@@ -186,31 +241,6 @@ fn filter_of_all(conn: &Connection) -> Result<Filter, Error> {
     Ok(filter)
 }
 
-fn apply_change(
-    conn: &Connection,
-    presence: &Presence,
-    email: &EmailAddress,
-    change: &Change,
-) -> Result<(), Error> {
-    match change {
-        Change::Keep => {}
-        Change::Put(record) => {
-            presence.add(email.as_str());
-            let json = serde_json::to_string(record).map_err(|e| Error::Decode(Box::new(e)))?;
-            conn.prepare_cached(
-                "INSERT INTO addresses (email, record, expires_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (email) DO UPDATE SET record = excluded.record, expires_at = excluded.expires_at",
-            )?
-            .execute(params![email.as_str(), json, record.expires_at().as_millis()])?;
-        }
-        Change::Delete => {
-            conn.prepare_cached("DELETE FROM addresses WHERE email = ?1")?
-                .execute([email.as_str()])?;
-        }
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl IssueStore for SqliteStore {
     async fn issue(&self, cmd: IssueCommand, mail: NewMail) -> Result<IssueOutcome, StoreError> {
@@ -218,8 +248,7 @@ impl IssueStore for SqliteStore {
         let outcome = self
             .writer
             .run(move |conn| {
-                let Transition { outcome, change } = cmd.apply(load_record(conn, &cmd.email)?);
-                apply_change(conn, &presence, &cmd.email, &change)?;
+                let outcome = transition(conn, &presence, &cmd.email, |record| cmd.apply(record))?;
                 if matches!(outcome, IssueOutcome::Issued { .. }) {
                     conn.prepare_cached(
                         "INSERT INTO outbox (email, sealed, created_at, code_expires_at, next_attempt_at, state)
@@ -255,11 +284,7 @@ impl VerifyStore for SqliteStore {
         let presence = self.presence.clone();
         let outcome = self
             .writer
-            .run(move |conn| {
-                let Transition { outcome, change } = cmd.apply(load_record(conn, &cmd.email)?);
-                apply_change(conn, &presence, &cmd.email, &change)?;
-                Ok(outcome)
-            })
+            .run(move |conn| transition(conn, &presence, &cmd.email, |record| cmd.apply(record)))
             .await?;
         Ok(outcome)
     }

@@ -40,6 +40,27 @@ const MIGRATIONS: &[&str] = &[
      DROP TABLE addresses;
      ALTER TABLE addresses_v2 RENAME TO addresses;
      CREATE INDEX addresses_expiry ON addresses (expires_at);",
+    // The email index is written in bulk (see `index`): SQLite's own index
+    // took a random page per new address. Ids are never reused, which the
+    // index's mark of merged records relies on.
+    "CREATE TABLE addresses_v3 (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        email      TEXT NOT NULL,
+        record     TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+     );
+     INSERT INTO addresses_v3 (id, email, record, expires_at)
+        SELECT id, email, record, expires_at FROM addresses;
+     DROP TABLE addresses;
+     ALTER TABLE addresses_v3 RENAME TO addresses;
+     CREATE INDEX addresses_expiry ON addresses (expires_at);
+     CREATE TABLE address_index (
+        email TEXT PRIMARY KEY,
+        id    INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     INSERT INTO address_index (email, id) SELECT email, id FROM addresses;
+     CREATE TABLE address_index_state (merged_through INTEGER NOT NULL);
+     INSERT INTO address_index_state SELECT coalesce(max(id), 0) FROM addresses;",
 ];
 
 /// How long a connection waits for another one's lock (the checkpointer's).

@@ -65,18 +65,20 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the thread. It tells `commits` after each commit, and holds
-    /// `lock` (the store's single-process lock) for as long as it runs.
+    /// Starts the thread. It tells `commits` after each commit, runs `tend`
+    /// (upkeep in transactions of its own) after answering each batch, and
+    /// holds `lock` (the store's single-process lock) for as long as it runs.
     pub fn spawn(
         conn: Connection,
         commits: SyncSender<()>,
         lock: std::fs::File,
+        tend: impl FnMut(&mut Connection) -> Result<(), Error> + Send + 'static,
     ) -> std::io::Result<Self> {
         let (jobs, rx) = mpsc::channel(QUEUE_CAPACITY);
         std::thread::Builder::new()
             .name("otpd-sqlite".into())
             .spawn(move || {
-                run(conn, rx, &commits);
+                run(conn, rx, &commits, tend);
                 drop(lock);
             })?;
         Ok(Self { jobs })
@@ -101,13 +103,15 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, commits: &SyncSender<()>) {
+fn run(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Box<dyn Job>>,
+    commits: &SyncSender<()>,
+    mut tend: impl FnMut(&mut Connection) -> Result<(), Error>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
-        let outcome = commit_together(&mut conn, &mut batch);
-        // Full means a checkpoint is already due; the checkpointer catches up.
-        let _ = commits.try_send(());
-        match outcome {
+        match commit_together(&mut conn, &mut batch) {
             Ok(()) => batch.drain(..).for_each(|job| job.answer(None)),
             Err(Together::Failed(reason)) => batch
                 .drain(..)
@@ -117,9 +121,13 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, commits: &Syn
                     let error = commit_alone(&mut conn, job.as_mut()).err();
                     job.answer(error);
                 }
-                let _ = commits.try_send(());
             }
         }
+        if let Err(e) = tend(&mut conn) {
+            tracing::warn!(error = %e, "sqlite upkeep failed; will retry after the next batch");
+        }
+        // Full means a checkpoint is already due; the checkpointer catches up.
+        let _ = commits.try_send(());
     }
     tracing::debug!("sqlite writer stopped: every store handle was dropped");
 }
@@ -182,7 +190,7 @@ mod tests {
         conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
         let (commits, _committed) = std::sync::mpsc::sync_channel(64);
         let lock = std::fs::File::create(dir.path().join("w.lock")).unwrap();
-        let writer = Writer::spawn(conn, commits, lock).unwrap();
+        let writer = Writer::spawn(conn, commits, lock, |_| Ok(())).unwrap();
 
         let (started, running) = std::sync::mpsc::channel::<()>();
         let (release, hold) = std::sync::mpsc::channel::<()>();

@@ -15,6 +15,21 @@ fn store() -> SqliteStore {
 store_contract_tests!(store());
 outbox_contract_tests!(store());
 
+/// The same contract with every new address merged into the on-disk email
+/// index at the first chance, instead of staying in memory.
+mod merged_at_once {
+    use super::*;
+
+    fn store() -> SqliteStore {
+        let dir = tempfile::tempdir().unwrap().keep();
+        SqliteStore::open_with_stage(&dir.join("otpd.db"), otpd_sqlite::Durability::default(), 0)
+            .unwrap()
+    }
+
+    store_contract_tests!(store());
+    outbox_contract_tests!(store());
+}
+
 #[test]
 fn a_second_process_cannot_open_the_same_database() {
     let dir = tempfile::tempdir().unwrap();
