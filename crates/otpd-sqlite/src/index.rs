@@ -1,11 +1,12 @@
 //! Finding an address's record through an email index written in bulk.
 //!
 //! Records are appended to `addresses` in the order addresses first get a
-//! code. A new address is found through `temp.staged`, a small index in
-//! memory, and joins the on-disk `address_index` later, when [`Stage::tend`]
-//! merges the staged entries of one key range. A page of the on-disk index
-//! then takes many new entries at once, where an insert per new address
-//! dirtied a page of its own (two thirds of the WAL written per code).
+//! code. A new address is found through the [`Stage`], a sorted map in the
+//! writer thread's memory, and joins the on-disk `address_index` later, when
+//! [`Stage::tend`] merges the staged entries of one key range. A page of the
+//! on-disk index then takes many new entries at once, where an insert per
+//! new address dirtied a page of its own (two thirds of the WAL written per
+//! code).
 //!
 //! Staged entries survive the process: every record with an id above
 //! `address_index_state.merged_through` is staged again when the store
@@ -14,8 +15,12 @@
 //! highest id of that moment. Ids are never reused (`AUTOINCREMENT`), so a
 //! record above the mark is always one that may still be staged only.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::collections::BTreeMap;
+use std::ops::Bound;
 
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::writer::State;
 use crate::Error;
 
 /// Entries merged at most by one step, so a step stays short for the writer.
@@ -27,28 +32,38 @@ pub struct Found {
     pub json: String,
 }
 
-pub fn find(conn: &Connection, email: &str) -> Result<Option<Found>, Error> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT id, record FROM addresses WHERE id = coalesce(
-                (SELECT id FROM temp.staged WHERE email = ?1),
-                (SELECT id FROM address_index WHERE email = ?1))",
-        )?
-        .query_row([email], |row| {
-            Ok(Found {
-                id: row.get(0)?,
-                json: row.get(1)?,
-            })
+pub fn find(conn: &Connection, stage: &Stage, email: &str) -> Result<Option<Found>, Error> {
+    let row = |row: &rusqlite::Row| {
+        Ok(Found {
+            id: row.get(0)?,
+            json: row.get(1)?,
         })
-        .optional()?)
+    };
+    Ok(match stage.entries.get(email) {
+        Some(&id) => conn
+            .prepare_cached("SELECT id, record FROM addresses WHERE id = ?1")?
+            .query_row([id], row),
+        None => conn
+            .prepare_cached(
+                "SELECT a.id, a.record FROM address_index i JOIN addresses a ON a.id = i.id
+                 WHERE i.email = ?1",
+            )?
+            .query_row([email], row),
+    }
+    .optional()?)
 }
 
 /// Stores a record for an address that has none; the caller checked with [`find`].
-pub fn insert(conn: &Connection, email: &str, json: &str, expires_at: i64) -> Result<(), Error> {
+pub fn insert(
+    conn: &Connection,
+    stage: &mut Stage,
+    email: &str,
+    json: &str,
+    expires_at: i64,
+) -> Result<(), Error> {
     conn.prepare_cached("INSERT INTO addresses (email, record, expires_at) VALUES (?1, ?2, ?3)")?
         .execute(params![email, json, expires_at])?;
-    conn.prepare_cached("INSERT INTO temp.staged (email, id) VALUES (?1, last_insert_rowid())")?
-        .execute([email])?;
+    stage.put(email.into(), conn.last_insert_rowid());
     Ok(())
 }
 
@@ -58,26 +73,26 @@ pub fn update(conn: &Connection, id: i64, json: &str, expires_at: i64) -> Result
     Ok(())
 }
 
-pub fn delete(conn: &Connection, id: i64, email: &str) -> Result<(), Error> {
+pub fn delete(conn: &Connection, stage: &mut Stage, id: i64, email: &str) -> Result<(), Error> {
     conn.prepare_cached("DELETE FROM addresses WHERE id = ?1")?
         .execute([id])?;
-    forget(conn, email)
-}
-
-fn forget(conn: &Connection, email: &str) -> Result<(), Error> {
-    conn.prepare_cached("DELETE FROM temp.staged WHERE email = ?1")?
-        .execute([email])?;
+    stage.take(email);
     conn.prepare_cached("DELETE FROM address_index WHERE email = ?1")?
         .execute([email])?;
     Ok(())
 }
 
 /// Deletes the records that expired by `now`, with their index entries.
-pub fn delete_expired(conn: &Connection, now: i64) -> Result<usize, Error> {
-    conn.prepare_cached(
-        "DELETE FROM temp.staged WHERE email IN (SELECT email FROM addresses WHERE expires_at <= ?1)",
-    )?
-    .execute([now])?;
+pub fn delete_expired(conn: &Connection, stage: &mut Stage, now: i64) -> Result<usize, Error> {
+    let mut expired = conn.prepare_cached("SELECT email FROM addresses WHERE expires_at <= ?1")?;
+    let mut rows = expired.query([now])?;
+    while let Some(row) = rows.next()? {
+        stage.take(
+            row.get_ref(0)?
+                .as_str()
+                .map_err(|e| Error::Decode(Box::new(e)))?,
+        );
+    }
     conn.prepare_cached(
         "DELETE FROM address_index WHERE email IN (SELECT email FROM addresses WHERE expires_at <= ?1)",
     )?
@@ -87,84 +102,130 @@ pub fn delete_expired(conn: &Connection, now: i64) -> Result<usize, Error> {
         .execute([now])?)
 }
 
-/// The writer thread's side of merging: where the current round is.
+/// Where a round of merging is.
+#[derive(Clone, Default)]
+struct Round {
+    /// The last key merged; `None` before the round's first step.
+    cursor: Option<Box<str>>,
+    /// The highest record id when the round began.
+    mark: i64,
+}
+
+/// The staged part of the email index, kept by the writer thread.
 pub struct Stage {
+    /// Email to record id, for records not (known to be) in `address_index`.
+    entries: BTreeMap<Box<str>, i64>,
+    /// How to undo the changes of the open transaction, oldest first: each
+    /// key with the value it had before.
+    undo: Vec<(Box<str>, Option<i64>)>,
     /// Entries left staged; merging starts above this many.
     target: usize,
-    /// The last key merged in this round; `None` before its first step.
-    cursor: Option<String>,
-    /// The highest record id when this round began.
-    round_mark: i64,
+    round: Round,
+    /// Where the round will be once the open transaction commits.
+    next_round: Option<Round>,
 }
 
 impl Stage {
-    /// Creates the staging index and stages every record not merged yet.
+    /// Stages every record not merged yet.
     pub fn open(conn: &Connection, target: usize) -> Result<Self, Error> {
-        conn.execute_batch(
-            "CREATE TEMP TABLE staged (email TEXT PRIMARY KEY, id INTEGER NOT NULL) WITHOUT ROWID;
-             INSERT INTO temp.staged (email, id)
-                SELECT email, id FROM addresses
-                WHERE id > (SELECT merged_through FROM address_index_state);",
+        let mut entries = BTreeMap::new();
+        let mut statement = conn.prepare(
+            "SELECT email, id FROM addresses
+             WHERE id > (SELECT merged_through FROM address_index_state)",
         )?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let email = row
+                .get_ref(0)?
+                .as_str()
+                .map_err(|e| Error::Decode(Box::new(e)))?;
+            entries.insert(email.into(), row.get(1)?);
+        }
         Ok(Self {
+            entries,
+            undo: Vec::new(),
             target,
-            cursor: None,
-            round_mark: 0,
+            round: Round::default(),
+            next_round: None,
         })
     }
 
+    fn put(&mut self, email: Box<str>, id: i64) {
+        let before = self.entries.insert(email.clone(), id);
+        self.undo.push((email, before));
+    }
+
+    fn take(&mut self, email: &str) {
+        if let Some((email, id)) = self.entries.remove_entry(email) {
+            self.undo.push((email, Some(id)));
+        }
+    }
+}
+
+impl State for Stage {
     /// Merges the staged entries beyond the target, the next ones in key
-    /// order after the last step's, in a transaction of its own.
-    pub fn tend(&mut self, conn: &mut Connection) -> Result<(), Error> {
-        let staged: usize = conn
-            .prepare_cached("SELECT count(*) FROM temp.staged")?
-            .query_row([], |row| row.get(0))?;
-        if staged <= self.target {
+    /// order after the last step's.
+    fn tend(&mut self, conn: &Connection) -> Result<(), Error> {
+        let step = self.entries.len().saturating_sub(self.target).min(MAX_STEP);
+        if step == 0 {
             return Ok(());
         }
-        let step = (staged - self.target).min(MAX_STEP);
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let round_mark = match self.cursor {
-            Some(_) => self.round_mark,
-            None => tx
+        let mark = match self.round.cursor {
+            Some(_) => self.round.mark,
+            None => conn
                 .prepare_cached("SELECT coalesce(max(id), 0) FROM addresses")?
                 .query_row([], |row| row.get(0))?,
         };
-        let after = self.cursor.as_deref().unwrap_or("");
-        let last: Option<String> = tx
-            .prepare_cached(
-                "SELECT email FROM temp.staged WHERE email > ?1 ORDER BY email LIMIT 1 OFFSET ?2",
-            )?
-            .query_row(params![after, step - 1], |row| row.get(0))
-            .optional()?;
-        match &last {
-            Some(last) => {
-                tx.prepare_cached(
-                    "INSERT INTO address_index (email, id)
-                     SELECT email, id FROM temp.staged WHERE email > ?1 AND email <= ?2
-                     ON CONFLICT (email) DO UPDATE SET id = excluded.id",
-                )?
-                .execute(params![after, last])?;
-                tx.prepare_cached("DELETE FROM temp.staged WHERE email > ?1 AND email <= ?2")?
-                    .execute(params![after, last])?;
-            }
-            None => {
-                tx.prepare_cached(
-                    "INSERT INTO address_index (email, id)
-                     SELECT email, id FROM temp.staged WHERE email > ?1
-                     ON CONFLICT (email) DO UPDATE SET id = excluded.id",
-                )?
-                .execute([after])?;
-                tx.prepare_cached("DELETE FROM temp.staged WHERE email > ?1")?
-                    .execute([after])?;
-                tx.prepare_cached("UPDATE address_index_state SET merged_through = ?1")?
-                    .execute([round_mark])?;
-            }
+        let after = match &self.round.cursor {
+            Some(cursor) => Bound::Excluded(&**cursor),
+            None => Bound::Unbounded,
+        };
+        let merged: Vec<(Box<str>, i64)> = self
+            .entries
+            .range::<str, _>((after, Bound::Unbounded))
+            .take(step)
+            .map(|(email, &id)| (email.clone(), id))
+            .collect();
+        let mut index = conn.prepare_cached(
+            "INSERT INTO address_index (email, id) VALUES (?1, ?2)
+             ON CONFLICT (email) DO UPDATE SET id = excluded.id",
+        )?;
+        for (email, id) in &merged {
+            index.execute(params![&**email, id])?;
         }
-        tx.commit()?;
-        self.cursor = last;
-        self.round_mark = round_mark;
+        let next = match merged.len() < step {
+            true => {
+                conn.prepare_cached("UPDATE address_index_state SET merged_through = ?1")?
+                    .execute([mark])?;
+                Round::default()
+            }
+            false => Round {
+                cursor: merged.last().map(|(email, _)| email.clone()),
+                mark,
+            },
+        };
+        for (email, _) in &merged {
+            self.take(email);
+        }
+        self.next_round = Some(next);
         Ok(())
+    }
+
+    fn committed(&mut self) {
+        self.undo.clear();
+        if let Some(round) = self.next_round.take() {
+            self.round = round;
+        }
+    }
+
+    fn rolled_back(&mut self) {
+        while let Some((email, before)) = self.undo.pop() {
+            match before {
+                Some(id) => self.entries.insert(email, id),
+                None => self.entries.remove(&email),
+            };
+        }
+        self.next_round = None;
     }
 }
 
@@ -182,6 +243,19 @@ mod tests {
         (conn, stage)
     }
 
+    /// As the writer does it: one transaction, tended at its end.
+    fn commit(
+        conn: &mut Connection,
+        stage: &mut Stage,
+        change: impl FnOnce(&Connection, &mut Stage),
+    ) {
+        let tx = conn.transaction().unwrap();
+        change(&tx, stage);
+        stage.tend(&tx).unwrap();
+        tx.commit().unwrap();
+        stage.committed();
+    }
+
     fn email(i: usize) -> String {
         // Spread over the key space, as real addresses are.
         format!(
@@ -190,31 +264,48 @@ mod tests {
         )
     }
 
-    fn count(conn: &Connection, table: &str) -> usize {
-        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
-            row.get(0)
-        })
-        .unwrap()
+    fn insert_all(
+        conn: &mut Connection,
+        stage: &mut Stage,
+        range: std::ops::Range<usize>,
+        per_commit: usize,
+    ) {
+        let all: Vec<usize> = range.collect();
+        for chunk in all.chunks(per_commit) {
+            commit(conn, stage, |conn, stage| {
+                for &i in chunk {
+                    insert(conn, stage, &email(i), &format!("r{i}"), i as i64).unwrap();
+                }
+            });
+        }
     }
 
-    fn found(conn: &Connection, i: usize) -> Option<String> {
-        find(conn, &email(i)).unwrap().map(|found| found.json)
+    fn indexed(conn: &Connection) -> usize {
+        conn.query_row("SELECT count(*) FROM address_index", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    fn found(conn: &Connection, stage: &Stage, i: usize) -> Option<String> {
+        find(conn, stage, &email(i))
+            .unwrap()
+            .map(|found| found.json)
+    }
+
+    fn all_found(conn: &Connection, stage: &Stage, range: std::ops::Range<usize>) -> bool {
+        range
+            .into_iter()
+            .all(|i| found(conn, stage, i) == Some(format!("r{i}")))
     }
 
     #[test]
     fn merged_and_staged_records_are_all_found_and_the_stage_stays_small() {
         let dir = tempfile::tempdir().unwrap();
         let (mut conn, mut stage) = open(&dir.path().join("i.db"), 50);
-        for i in 0..2_000 {
-            insert(&conn, &email(i), &format!("r{i}"), 0).unwrap();
-            if i % 10 == 9 {
-                stage.tend(&mut conn).unwrap();
-            }
-        }
-        assert!(count(&conn, "temp.staged") <= 50);
-        assert!(count(&conn, "address_index") >= 1_950);
-        assert!((0..2_000).all(|i| found(&conn, i) == Some(format!("r{i}"))));
-        assert_eq!(found(&conn, 2_000), None);
+        insert_all(&mut conn, &mut stage, 0..2_000, 10);
+        assert!(stage.entries.len() <= 50);
+        assert!(indexed(&conn) >= 1_950);
+        assert!(all_found(&conn, &stage, 0..2_000));
+        assert_eq!(found(&conn, &stage, 2_000), None);
     }
 
     #[test]
@@ -223,59 +314,72 @@ mod tests {
         let path = dir.path().join("i.db");
         {
             let (mut conn, mut stage) = open(&path, 100);
-            for i in 0..1_000 {
-                insert(&conn, &email(i), &format!("r{i}"), 0).unwrap();
-                stage.tend(&mut conn).unwrap();
-            }
+            insert_all(&mut conn, &mut stage, 0..1_000, 1);
             // Mid-round: some entries are merged, others only staged.
-            assert!(count(&conn, "temp.staged") > 0);
+            assert_eq!(stage.entries.len(), 100);
         }
-        let (conn, _stage) = open(&path, 100);
-        assert!((0..1_000).all(|i| found(&conn, i) == Some(format!("r{i}"))));
+        let (conn, stage) = open(&path, 100);
+        assert!(all_found(&conn, &stage, 0..1_000));
         let merged_through: i64 = conn
             .query_row("SELECT merged_through FROM address_index_state", [], |r| {
                 r.get(0)
             })
             .unwrap();
         assert!(merged_through > 0, "a round should have completed");
-        assert!(count(&conn, "temp.staged") < 1_000);
+        assert!(stage.entries.len() < 1_000);
+    }
+
+    #[test]
+    fn a_rolled_back_transaction_leaves_the_stage_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut conn, mut stage) = open(&dir.path().join("i.db"), 5);
+        insert_all(&mut conn, &mut stage, 0..20, 3);
+        let (entries, cursor) = (stage.entries.clone(), stage.round.cursor.clone());
+        {
+            let tx = conn.transaction().unwrap();
+            insert(&tx, &mut stage, &email(20), "r20", 0).unwrap();
+            for i in [0, 7, 19] {
+                let id = find(&tx, &stage, &email(i)).unwrap().unwrap().id;
+                delete(&tx, &mut stage, id, &email(i)).unwrap();
+            }
+            stage.tend(&tx).unwrap();
+        }
+        stage.rolled_back();
+        assert_eq!(stage.entries, entries);
+        assert_eq!(stage.round.cursor, cursor);
+        assert!(all_found(&conn, &stage, 0..20));
+        assert_eq!(found(&conn, &stage, 20), None);
     }
 
     #[test]
     fn deleted_records_are_gone_from_both_indexes_and_their_ids_are_not_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("i.db");
-        let (mut conn, mut stage) = open(&path, 5);
-        for i in 0..20 {
-            insert(&conn, &email(i), "r", 0).unwrap();
-            stage.tend(&mut conn).unwrap();
-        }
-        for i in [3, 19] {
-            let id = find(&conn, &email(i)).unwrap().unwrap().id;
-            delete(&conn, id, &email(i)).unwrap();
-            assert_eq!(found(&conn, i), None);
-        }
-        insert(&conn, &email(3), "again", 0).unwrap();
-        let id = find(&conn, &email(3)).unwrap().unwrap().id;
+        let (mut conn, mut stage) = open(&dir.path().join("i.db"), 5);
+        insert_all(&mut conn, &mut stage, 0..20, 1);
+        commit(&mut conn, &mut stage, |conn, stage| {
+            for i in [3, 19] {
+                let id = find(conn, stage, &email(i)).unwrap().unwrap().id;
+                delete(conn, stage, id, &email(i)).unwrap();
+                assert_eq!(found(conn, stage, i), None);
+            }
+            insert(conn, stage, &email(3), "again", 0).unwrap();
+        });
+        let id = find(&conn, &stage, &email(3)).unwrap().unwrap().id;
         assert!(id > 20, "id {id} was used before");
         update(&conn, id, "updated", 0).unwrap();
-        assert_eq!(found(&conn, 3), Some("updated".into()));
+        assert_eq!(found(&conn, &stage, 3), Some("updated".into()));
     }
 
     #[test]
     fn expired_records_are_deleted_with_their_entries() {
         let dir = tempfile::tempdir().unwrap();
         let (mut conn, mut stage) = open(&dir.path().join("i.db"), 5);
-        for i in 0..20 {
-            insert(&conn, &email(i), "r", i as i64).unwrap();
-            stage.tend(&mut conn).unwrap();
-        }
-        assert_eq!(delete_expired(&conn, 9).unwrap(), 10);
-        assert!((0..10).all(|i| found(&conn, i).is_none()));
-        assert!((10..20).all(|i| found(&conn, i).is_some()));
-        assert_eq!(
-            count(&conn, "temp.staged") + count(&conn, "address_index"),
-            10
-        );
+        insert_all(&mut conn, &mut stage, 0..20, 1);
+        commit(&mut conn, &mut stage, |conn, stage| {
+            assert_eq!(delete_expired(conn, stage, 9).unwrap(), 10);
+        });
+        assert!((0..10).all(|i| found(&conn, &stage, i).is_none()));
+        assert!(all_found(&conn, &stage, 10..20));
+        assert_eq!(stage.entries.len() + indexed(&conn), 10);
     }
 }

@@ -32,6 +32,7 @@ use otpd_core::store::{
 use otpd_core::{EmailAddress, SealedCode, Timestamp};
 use rusqlite::{params, Connection};
 
+use index::Stage;
 use presence::{Filter, Presence};
 use writer::Writer;
 
@@ -87,7 +88,7 @@ const FINISHED_MAIL_RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// Cheap to clone; every clone talks to the same writer thread.
 #[derive(Clone)]
 pub struct SqliteStore {
-    writer: Writer,
+    writer: Writer<Stage>,
     presence: Arc<Presence>,
 }
 
@@ -107,7 +108,7 @@ impl SqliteStore {
         let lock = lock(path)?;
         let conn = Connection::open(path)?;
         schema::prepare_writer(&conn, durability)?;
-        let mut stage = index::Stage::open(&conn, stage)?;
+        let stage = Stage::open(&conn, stage)?;
         let presence = Arc::new(Presence::new(filter_of_all(&conn)?));
         let checkpointer = Connection::open(path)?;
         schema::prepare_checkpointer(&checkpointer)?;
@@ -117,8 +118,7 @@ impl SqliteStore {
             .spawn(move || checkpoint::run(checkpointer, committed))
             .map_err(Error::Spawn)?;
         Ok(Self {
-            writer: Writer::spawn(conn, commits, lock, move |conn| stage.tend(conn))
-                .map_err(Error::Spawn)?,
+            writer: Writer::spawn(conn, stage, commits, lock).map_err(Error::Spawn)?,
             presence,
         })
     }
@@ -131,8 +131,8 @@ impl SqliteStore {
             .saturating_sub(FINISHED_MAIL_RETENTION.as_millis() as i64);
         let removed = self
             .writer
-            .run(move |conn| {
-                let records = index::delete_expired(conn, now.as_millis())?;
+            .run(move |conn, stage| {
+                let records = index::delete_expired(conn, stage, now.as_millis())?;
                 let mails = conn.execute(
                     "DELETE FROM outbox WHERE state != 'pending' AND finished_at <= ?1",
                     [retention_start],
@@ -143,7 +143,7 @@ impl SqliteStore {
         if self.presence.wants_rebuild() {
             let presence = self.presence.clone();
             self.writer
-                .run(move |conn| {
+                .run(move |conn, _| {
                     presence.replace(filter_of_all(conn)?);
                     Ok(())
                 })
@@ -182,8 +182,12 @@ struct Stored {
     record: AddressRecord,
 }
 
-fn load_record(conn: &Connection, email: &EmailAddress) -> Result<Option<Stored>, Error> {
-    index::find(conn, email.as_str())?
+fn load_record(
+    conn: &Connection,
+    stage: &Stage,
+    email: &EmailAddress,
+) -> Result<Option<Stored>, Error> {
+    index::find(conn, stage, email.as_str())?
         .map(|found| {
             Ok(Stored {
                 id: found.id,
@@ -197,13 +201,14 @@ fn load_record(conn: &Connection, email: &EmailAddress) -> Result<Option<Stored>
 /// Runs a policy transition on `email`'s record as stored, and stores its change.
 fn transition<T>(
     conn: &Connection,
+    stage: &mut Stage,
     presence: &Presence,
     email: &EmailAddress,
     apply: impl FnOnce(Option<AddressRecord>) -> Transition<T>,
 ) -> Result<T, Error> {
     // Most codes go to addresses without a record; the filter knows them.
     let stored = match presence.may_hold(email.as_str()) {
-        true => load_record(conn, email)?,
+        true => load_record(conn, stage, email)?,
         false => None,
     };
     let id = stored.as_ref().map(|stored| stored.id);
@@ -217,11 +222,11 @@ fn transition<T>(
                 Some(id) => index::update(conn, id, &json, expires_at)?,
                 None => {
                     presence.add(email.as_str());
-                    index::insert(conn, email.as_str(), &json, expires_at)?;
+                    index::insert(conn, stage, email.as_str(), &json, expires_at)?;
                 }
             }
         }
-        (Change::Delete, Some(id)) => index::delete(conn, id, email.as_str())?,
+        (Change::Delete, Some(id)) => index::delete(conn, stage, id, email.as_str())?,
     }
     Ok(outcome)
 }
@@ -247,8 +252,8 @@ impl IssueStore for SqliteStore {
         let presence = self.presence.clone();
         let outcome = self
             .writer
-            .run(move |conn| {
-                let outcome = transition(conn, &presence, &cmd.email, |record| cmd.apply(record))?;
+            .run(move |conn, stage| {
+                let outcome = transition(conn, stage, &presence, &cmd.email, |record| cmd.apply(record))?;
                 if matches!(outcome, IssueOutcome::Issued { .. }) {
                     conn.prepare_cached(
                         "INSERT INTO outbox (email, sealed, created_at, code_expires_at, next_attempt_at, state)
@@ -284,7 +289,11 @@ impl VerifyStore for SqliteStore {
         let presence = self.presence.clone();
         let outcome = self
             .writer
-            .run(move |conn| transition(conn, &presence, &cmd.email, |record| cmd.apply(record)))
+            .run(move |conn, stage| {
+                transition(conn, stage, &presence, &cmd.email, |record| {
+                    cmd.apply(record)
+                })
+            })
             .await?;
         Ok(outcome)
     }
@@ -294,7 +303,7 @@ impl VerifyStore for SqliteStore {
 impl StoreHealth for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.writer
-            .run(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .run(|conn, _| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
             .await?;
         Ok(())
     }
@@ -311,7 +320,7 @@ impl Outbox for SqliteStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let claimed = self
             .writer
-            .run(move |conn| {
+            .run(move |conn, _| {
                 let rows = conn
                     .prepare_cached(
                         "SELECT id, email, sealed, created_at, code_expires_at, attempts FROM outbox
@@ -355,7 +364,7 @@ impl Outbox for SqliteStore {
 
     async fn settle(&self, settlements: Vec<(MailId, Settlement)>) -> Result<(), StoreError> {
         self.writer
-            .run(move |conn| {
+            .run(move |conn, _| {
                 let mut retry = conn.prepare_cached(
                     "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2 WHERE id = ?1",
                 )?;
@@ -380,7 +389,7 @@ impl Outbox for SqliteStore {
     async fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
         let due = self
             .writer
-            .run(|conn| {
+            .run(|conn, _| {
                 let due: Option<i64> = conn
                     .prepare_cached(
                         "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'",
@@ -395,7 +404,7 @@ impl Outbox for SqliteStore {
     async fn stats(&self, now: Timestamp) -> Result<OutboxStats, StoreError> {
         let stats = self
             .writer
-            .run(move |conn| {
+            .run(move |conn, _| {
                 let (depth, oldest): (u64, Option<i64>) = conn
                     .prepare_cached(
                         "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE state = 'pending'",

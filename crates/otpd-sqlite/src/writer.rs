@@ -10,6 +10,9 @@
 //! rolled back and every job of the batch runs again in a transaction of its
 //! own, in the same order. Failures are rare (I/O errors, a corrupt record),
 //! so the common case pays for no savepoints.
+//!
+//! Jobs may also change a [`State`] the thread keeps in memory; it is told
+//! of every commit and rollback, so it can stay in step with the database.
 
 use std::sync::mpsc::SyncSender;
 
@@ -23,11 +26,29 @@ const MAX_BATCH: usize = 256;
 /// Jobs waiting for the writer at most; callers wait (asynchronously) beyond that.
 pub const QUEUE_CAPACITY: usize = 4096;
 
+/// Memory the writer thread keeps beside the database, changed by jobs.
+pub trait State: Send + 'static {
+    /// Runs last in every batch's transaction (upkeep that rides on its commit).
+    fn tend(&mut self, conn: &Connection) -> Result<(), Error>;
+    /// The changes made since the last call were committed.
+    fn committed(&mut self);
+    /// The changes made since the last call were rolled back: undo them.
+    fn rolled_back(&mut self);
+}
+
+impl State for () {
+    fn tend(&mut self, _: &Connection) -> Result<(), Error> {
+        Ok(())
+    }
+    fn committed(&mut self) {}
+    fn rolled_back(&mut self) {}
+}
+
 /// A caller's operation and the way back to it.
-trait Job: Send {
+trait Job<S>: Send {
     /// Runs the operation inside the current transaction; false if it failed
     /// (its writes must then be rolled back). May run more than once.
-    fn run(&mut self, conn: &Connection) -> bool;
+    fn run(&mut self, conn: &Connection, state: &mut S) -> bool;
     /// Answers with the last run's result, or `error` if its writes were lost.
     fn answer(self: Box<Self>, error: Option<Error>);
 }
@@ -38,13 +59,13 @@ struct Pending<T, F> {
     reply: oneshot::Sender<Result<T, Error>>,
 }
 
-impl<T, F> Job for Pending<T, F>
+impl<S, T, F> Job<S> for Pending<T, F>
 where
     T: Send,
-    F: FnMut(&Connection) -> Result<T, Error> + Send,
+    F: FnMut(&Connection, &mut S) -> Result<T, Error> + Send,
 {
-    fn run(&mut self, conn: &Connection) -> bool {
-        let result = (self.operation)(conn);
+    fn run(&mut self, conn: &Connection, state: &mut S) -> bool {
+        let result = (self.operation)(conn, state);
         let succeeded = result.is_ok();
         self.result = Some(result);
         succeeded
@@ -59,26 +80,32 @@ where
     }
 }
 
-#[derive(Clone)]
-pub struct Writer {
-    jobs: mpsc::Sender<Box<dyn Job>>,
+pub struct Writer<S> {
+    jobs: mpsc::Sender<Box<dyn Job<S>>>,
 }
 
-impl Writer {
-    /// Starts the thread. It tells `commits` after each commit, runs `tend`
-    /// (upkeep in transactions of its own) after answering each batch, and
-    /// holds `lock` (the store's single-process lock) for as long as it runs.
+impl<S> Clone for Writer<S> {
+    fn clone(&self) -> Self {
+        Self {
+            jobs: self.jobs.clone(),
+        }
+    }
+}
+
+impl<S: State> Writer<S> {
+    /// Starts the thread with `state`. It tells `commits` after each commit,
+    /// and holds `lock` (the store's single-process lock) for as long as it runs.
     pub fn spawn(
         conn: Connection,
+        state: S,
         commits: SyncSender<()>,
         lock: std::fs::File,
-        tend: impl FnMut(&mut Connection) -> Result<(), Error> + Send + 'static,
     ) -> std::io::Result<Self> {
         let (jobs, rx) = mpsc::channel(QUEUE_CAPACITY);
         std::thread::Builder::new()
             .name("otpd-sqlite".into())
             .spawn(move || {
-                run(conn, rx, &commits, tend);
+                run(conn, state, rx, &commits);
                 drop(lock);
             })?;
         Ok(Self { jobs })
@@ -90,7 +117,7 @@ impl Writer {
     pub async fn run<T, F>(&self, operation: F) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: FnMut(&Connection) -> Result<T, Error> + Send + 'static,
+        F: FnMut(&Connection, &mut S) -> Result<T, Error> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Pending {
@@ -103,28 +130,25 @@ impl Writer {
     }
 }
 
-fn run(
+fn run<S: State>(
     mut conn: Connection,
-    mut rx: mpsc::Receiver<Box<dyn Job>>,
+    mut state: S,
+    mut rx: mpsc::Receiver<Box<dyn Job<S>>>,
     commits: &SyncSender<()>,
-    mut tend: impl FnMut(&mut Connection) -> Result<(), Error>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
-        match commit_together(&mut conn, &mut batch) {
+        match commit_together(&mut conn, &mut state, &mut batch) {
             Ok(()) => batch.drain(..).for_each(|job| job.answer(None)),
             Err(Together::Failed(reason)) => batch
                 .drain(..)
                 .for_each(|job| job.answer(Some(Error::CommitFailed(reason.clone())))),
             Err(Together::JobFailed) => {
                 for mut job in batch.drain(..) {
-                    let error = commit_alone(&mut conn, job.as_mut()).err();
+                    let error = commit_alone(&mut conn, &mut state, job.as_mut()).err();
                     job.answer(error);
                 }
             }
-        }
-        if let Err(e) = tend(&mut conn) {
-            tracing::warn!(error = %e, "sqlite upkeep failed; will retry after the next batch");
         }
         // Full means a checkpoint is already due; the checkpointer catches up.
         let _ = commits.try_send(());
@@ -139,32 +163,65 @@ enum Together {
     JobFailed,
 }
 
-fn commit_together(conn: &mut Connection, jobs: &mut [Box<dyn Job>]) -> Result<(), Together> {
+fn commit_together<S: State>(
+    conn: &mut Connection,
+    state: &mut S,
+    jobs: &mut [Box<dyn Job<S>>],
+) -> Result<(), Together> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| {
             tracing::error!(error = %e, "could not begin a sqlite transaction");
             Together::Failed(e.to_string())
         })?;
-    for job in jobs.iter_mut() {
-        if !job.run(&tx) {
-            // Dropping the transaction rolls it back.
-            return Err(Together::JobFailed);
+    let mut succeeded = jobs.iter_mut().all(|job| job.run(&tx, state));
+    if succeeded {
+        if let Err(e) = state.tend(&tx) {
+            tracing::warn!(error = %e, "sqlite upkeep failed; the batch is committed job by job");
+            succeeded = false;
         }
     }
-    tx.commit().map_err(|e| {
-        tracing::error!(error = %e, "sqlite commit failed");
-        Together::Failed(e.to_string())
-    })
+    if !succeeded {
+        // Dropping the transaction rolls it back.
+        drop(tx);
+        state.rolled_back();
+        return Err(Together::JobFailed);
+    }
+    match tx.commit() {
+        Ok(()) => {
+            state.committed();
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sqlite commit failed");
+            state.rolled_back();
+            Err(Together::Failed(e.to_string()))
+        }
+    }
 }
 
 /// One job in a transaction of its own: its result stands only if committed.
-fn commit_alone(conn: &mut Connection, job: &mut dyn Job) -> Result<(), Error> {
+fn commit_alone<S: State>(
+    conn: &mut Connection,
+    state: &mut S,
+    job: &mut dyn Job<S>,
+) -> Result<(), Error> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    if job.run(&tx) {
-        tx.commit()?;
+    if !job.run(&tx, state) {
+        drop(tx);
+        state.rolled_back();
+        return Ok(());
     }
-    Ok(())
+    match tx.commit() {
+        Ok(()) => {
+            state.committed();
+            Ok(())
+        }
+        Err(e) => {
+            state.rolled_back();
+            Err(e.into())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -172,6 +229,25 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    /// The values jobs pushed, as the writer reported them committed.
+    #[derive(Default)]
+    struct Seen {
+        committed: Vec<i64>,
+        open: Vec<i64>,
+    }
+
+    impl State for Seen {
+        fn tend(&mut self, _: &Connection) -> Result<(), Error> {
+            Ok(())
+        }
+        fn committed(&mut self) {
+            self.committed.append(&mut self.open);
+        }
+        fn rolled_back(&mut self) {
+            self.open.clear();
+        }
+    }
 
     fn count(conn: &Connection, value: i64) -> Result<i64, Error> {
         Ok(
@@ -182,7 +258,8 @@ mod tests {
     }
 
     /// Three jobs queued behind a held writer share one transaction; the
-    /// middle one fails after writing, and only its write is undone.
+    /// middle one fails after writing, and only its write (to the database
+    /// and to the writer's state) is undone.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_job_leaves_the_jobs_of_its_batch_committed() {
         let dir = tempfile::tempdir().unwrap();
@@ -190,7 +267,7 @@ mod tests {
         conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
         let (commits, _committed) = std::sync::mpsc::sync_channel(64);
         let lock = std::fs::File::create(dir.path().join("w.lock")).unwrap();
-        let writer = Writer::spawn(conn, commits, lock, |_| Ok(())).unwrap();
+        let writer = Writer::spawn(conn, Seen::default(), commits, lock).unwrap();
 
         let (started, running) = std::sync::mpsc::channel::<()>();
         let (release, hold) = std::sync::mpsc::channel::<()>();
@@ -199,7 +276,7 @@ mod tests {
             let writer = writer.clone();
             async move {
                 writer
-                    .run(move |_| {
+                    .run(move |_, _| {
                         started.send(()).ok();
                         hold.lock().unwrap().recv().ok();
                         Ok(())
@@ -212,8 +289,9 @@ mod tests {
             let writer = writer.clone();
             tokio::spawn(async move {
                 writer
-                    .run(move |conn| {
+                    .run(move |conn, seen| {
                         conn.execute("INSERT INTO t VALUES (?1)", [x])?;
+                        seen.open.push(x);
                         match fail {
                             true => Err(Error::WriterGone),
                             false => Ok(x),
@@ -233,9 +311,14 @@ mod tests {
         assert!(second.await.unwrap().is_err());
         assert_eq!(third.await.unwrap().unwrap(), 3);
         let counts = writer
-            .run(|conn| Ok((count(conn, 1)?, count(conn, 2)?, count(conn, 3)?)))
+            .run(|conn, _| Ok((count(conn, 1)?, count(conn, 2)?, count(conn, 3)?)))
             .await
             .unwrap();
         assert_eq!(counts, (1, 0, 1));
+        let seen = writer
+            .run(|_, seen| Ok(seen.committed.clone()))
+            .await
+            .unwrap();
+        assert_eq!(seen, [1, 3]);
     }
 }
