@@ -76,7 +76,7 @@ pub struct OutboxStats {
 /// What became of a claimed mail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settlement {
-    /// The provider accepted it: forget the sealed code.
+    /// The provider accepted it: forget the mail and its sealed code.
     Delivered,
     /// Try again at this time.
     RetryAt(Timestamp),

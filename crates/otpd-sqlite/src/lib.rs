@@ -82,7 +82,7 @@ impl From<Error> for StoreError {
 /// email index: enough that a merge puts many entries on each index page.
 pub const DEFAULT_STAGE: usize = 16_384;
 
-/// How long after a mail was sent or given up its row is kept (for inspection).
+/// How long after a mail was given up its row is kept (for inspection).
 const FINISHED_MAIL_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 /// Cheap to clone; every clone talks to the same writer thread.
@@ -123,8 +123,8 @@ impl SqliteStore {
         })
     }
 
-    /// Deletes records whose codes and cap window are over, and finished mails
-    /// older than a day. Garbage collection only: expiry is checked on reads.
+    /// Deletes records whose codes and cap window are over, and mails given up
+    /// more than a day ago. Garbage collection only: expiry is checked on reads.
     pub async fn sweep(&self, now: Timestamp) -> Result<u64, StoreError> {
         let retention_start = now
             .as_millis()
@@ -368,16 +368,19 @@ impl Outbox for SqliteStore {
                 let mut retry = conn.prepare_cached(
                     "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2 WHERE id = ?1",
                 )?;
-                // The sealed code is erased; the row stays a while for the record.
-                let mut finish = conn.prepare_cached(
-                    "UPDATE outbox SET state = ?2, sealed = NULL, finished_at = strftime('%s', 'now') * 1000
+                // A sent mail leaves the outbox (its log line is the record).
+                let mut sent = conn.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+                // The sealed code is erased; the row stays a while for inspection.
+                let mut dead = conn.prepare_cached(
+                    "UPDATE outbox SET state = 'dead', sealed = NULL,
+                        finished_at = strftime('%s', 'now') * 1000
                      WHERE id = ?1",
                 )?;
                 for &(MailId(id), settlement) in &settlements {
                     match settlement {
                         Settlement::RetryAt(at) => retry.execute(params![id, at.as_millis()])?,
-                        Settlement::Delivered => finish.execute(params![id, "sent"])?,
-                        Settlement::Dead => finish.execute(params![id, "dead"])?,
+                        Settlement::Delivered => sent.execute([id])?,
+                        Settlement::Dead => dead.execute([id])?,
                     };
                 }
                 Ok(())

@@ -107,3 +107,57 @@ async fn a_first_version_database_is_migrated_with_its_records() {
         VerifyOutcome::NoLiveCode(_)
     ));
 }
+
+/// A sent mail leaves the outbox; a given-up one stays (for a day) without its code.
+#[tokio::test]
+async fn sent_mails_leave_the_outbox_and_given_up_ones_stay_without_their_code() {
+    use otpd_core::policy::{IssueCommand, Rules};
+    use otpd_core::store::{IssueStore, NewMail, Outbox, Settlement};
+    use otpd_core::{EmailAddress, OtpCode, Timestamp};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("otpd.db");
+    let store = SqliteStore::open(&path, otpd_sqlite::Durability::default()).unwrap();
+    let keys = otpd_testkit::test_keys();
+    let rules = Rules::default();
+    let now = Timestamp::from_millis(1_700_000_000_000);
+    for name in ["sent", "dead"] {
+        let email = EmailAddress::parse(&format!("{name}@example.com")).unwrap();
+        let code = OtpCode::parse("123456", rules.code_length).unwrap();
+        let cmd = IssueCommand {
+            email: email.clone(),
+            now,
+            rules,
+            digest: keys.digest(&email, &code),
+        };
+        let mail = NewMail {
+            sealed: keys.seal(&email, &code),
+            email,
+            created_at: now,
+            code_expires_at: now.plus(rules.code_ttl),
+        };
+        store.issue(cmd, mail).await.unwrap();
+    }
+    let claimed = store
+        .claim_due(now, std::time::Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    let settlements = claimed
+        .iter()
+        .map(|queued| match queued.mail.email.as_str() {
+            "sent@example.com" => (queued.id, Settlement::Delivered),
+            _ => (queued.id, Settlement::Dead),
+        })
+        .collect();
+    store.settle(settlements).await.unwrap();
+
+    let rows: Vec<(String, String, bool)> = rusqlite::Connection::open(&path)
+        .unwrap()
+        .prepare("SELECT email, state, sealed IS NULL FROM outbox")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows, [("dead@example.com".into(), "dead".into(), true)]);
+}
