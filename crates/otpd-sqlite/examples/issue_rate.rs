@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use otpd_core::policy::{IssueCommand, Rules};
-use otpd_core::store::{IssueStore, NewMail};
+use otpd_core::policy::Rules;
+use otpd_core::store::IssueStore;
 use otpd_core::{Clock, CodeKeys, EmailAddress, OtpCode, Secret, SystemClock};
 use secrecy::SecretString;
 
@@ -37,19 +37,8 @@ async fn main() {
                     let email = format!("u{}-{t}-{i}@bench.example", rand::random::<u32>());
                     let email = EmailAddress::parse(&email).unwrap();
                     let code = OtpCode::parse("123456", rules.code_length).unwrap();
-                    let now = SystemClock.now();
-                    let cmd = IssueCommand {
-                        email: email.clone(),
-                        now,
-                        rules,
-                        digest: keys.digest(&email, &code),
-                    };
-                    let mail = NewMail {
-                        email: email.clone(),
-                        sealed: keys.seal(&email, &code),
-                        created_at: now,
-                        code_expires_at: now.plus(rules.code_ttl),
-                    };
+                    let (cmd, mail) =
+                        otpd_testkit::issue_request(&keys, rules, &email, &code, SystemClock.now());
                     store.issue(cmd, mail).await.unwrap();
                 }
             })

@@ -21,7 +21,7 @@ use std::ops::Bound;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::writer::State;
-use crate::Error;
+use crate::{text, Error};
 
 /// Entries merged at most by one step, so a step stays short for the writer.
 const MAX_STEP: usize = 1024;
@@ -87,11 +87,7 @@ pub fn delete_expired(conn: &Connection, stage: &mut Stage, now: i64) -> Result<
     let mut expired = conn.prepare_cached("SELECT email FROM addresses WHERE expires_at <= ?1")?;
     let mut rows = expired.query([now])?;
     while let Some(row) = rows.next()? {
-        stage.take(
-            row.get_ref(0)?
-                .as_str()
-                .map_err(|e| Error::Decode(Box::new(e)))?,
-        );
+        stage.take(text(row, 0)?);
     }
     conn.prepare_cached(
         "DELETE FROM address_index WHERE email IN (SELECT email FROM addresses WHERE expires_at <= ?1)",
@@ -135,11 +131,7 @@ impl Stage {
         )?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
-            let email = row
-                .get_ref(0)?
-                .as_str()
-                .map_err(|e| Error::Decode(Box::new(e)))?;
-            entries.insert(email.into(), row.get(1)?);
+            entries.insert(text(row, 0)?.into(), row.get(1)?);
         }
         Ok(Self {
             entries,

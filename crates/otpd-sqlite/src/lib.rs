@@ -237,13 +237,16 @@ fn filter_of_all(conn: &Connection) -> Result<Filter, Error> {
     let mut statement = conn.prepare("SELECT email FROM addresses")?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
-        let email = row
-            .get_ref(0)?
-            .as_str()
-            .map_err(|e| Error::Decode(Box::new(e)))?;
-        filter.insert(email);
+        filter.insert(text(row, 0)?);
     }
     Ok(filter)
+}
+
+/// A text column, borrowed from the row.
+fn text<'row>(row: &'row rusqlite::Row, column: usize) -> Result<&'row str, Error> {
+    row.get_ref(column)?
+        .as_str()
+        .map_err(|e| Error::Decode(Box::new(e)))
 }
 
 #[async_trait]

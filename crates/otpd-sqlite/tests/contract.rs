@@ -111,8 +111,8 @@ async fn a_first_version_database_is_migrated_with_its_records() {
 /// A sent mail leaves the outbox; a given-up one stays (for a day) without its code.
 #[tokio::test]
 async fn sent_mails_leave_the_outbox_and_given_up_ones_stay_without_their_code() {
-    use otpd_core::policy::{IssueCommand, Rules};
-    use otpd_core::store::{IssueStore, NewMail, Outbox, Settlement};
+    use otpd_core::policy::Rules;
+    use otpd_core::store::{IssueStore, Outbox, Settlement};
     use otpd_core::{EmailAddress, OtpCode, Timestamp};
 
     let dir = tempfile::tempdir().unwrap();
@@ -124,18 +124,7 @@ async fn sent_mails_leave_the_outbox_and_given_up_ones_stay_without_their_code()
     for name in ["sent", "dead"] {
         let email = EmailAddress::parse(&format!("{name}@example.com")).unwrap();
         let code = OtpCode::parse("123456", rules.code_length).unwrap();
-        let cmd = IssueCommand {
-            email: email.clone(),
-            now,
-            rules,
-            digest: keys.digest(&email, &code),
-        };
-        let mail = NewMail {
-            sealed: keys.seal(&email, &code),
-            email,
-            created_at: now,
-            code_expires_at: now.plus(rules.code_ttl),
-        };
+        let (cmd, mail) = otpd_testkit::issue_request(&keys, rules, &email, &code, now);
         store.issue(cmd, mail).await.unwrap();
     }
     let claimed = store

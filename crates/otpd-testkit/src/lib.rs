@@ -13,7 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use otpd_core::{Clock, CodeKeys, CodeMail, MailError, Mailer, Secret, SystemClock, Timestamp};
+use otpd_core::policy::{IssueCommand, Rules};
+use otpd_core::store::NewMail;
+use otpd_core::{
+    Clock, CodeKeys, CodeMail, EmailAddress, MailError, Mailer, OtpCode, Secret, SystemClock,
+    Timestamp,
+};
 use secrecy::SecretString;
 
 /// A clock that moves only when told to.
@@ -47,6 +52,29 @@ impl Clock for FakeClock {
 pub fn test_keys() -> CodeKeys {
     let secret = Secret::parse(&SecretString::from("42".repeat(32))).unwrap();
     CodeKeys::derive(&secret)
+}
+
+/// What issuing `code` to `email` at `now` hands a store: the command and its mail.
+pub fn issue_request(
+    keys: &CodeKeys,
+    rules: Rules,
+    email: &EmailAddress,
+    code: &OtpCode,
+    now: Timestamp,
+) -> (IssueCommand, NewMail) {
+    let cmd = IssueCommand {
+        email: email.clone(),
+        now,
+        rules,
+        digest: keys.digest(email, code),
+    };
+    let mail = NewMail {
+        email: email.clone(),
+        sealed: keys.seal(email, code),
+        created_at: now,
+        code_expires_at: now.plus(rules.code_ttl),
+    };
+    (cmd, mail)
 }
 
 /// Keeps every mail it is given; can be told to fail.

@@ -48,22 +48,8 @@ async fn issue_known(
     email: &EmailAddress,
     code: &str,
 ) -> IssueOutcome {
-    use otpd_core::policy::IssueCommand;
-    use otpd_core::store::NewMail;
     let code = OtpCode::parse(code, svc.rules.code_length).unwrap();
-    let now = svc.clock.now();
-    let cmd = IssueCommand {
-        email: email.clone(),
-        now,
-        rules: svc.rules,
-        digest: svc.keys.digest(email, &code),
-    };
-    let mail = NewMail {
-        email: email.clone(),
-        sealed: svc.keys.seal(email, &code),
-        created_at: now,
-        code_expires_at: now.plus(svc.rules.code_ttl),
-    };
+    let (cmd, mail) = crate::issue_request(&svc.keys, svc.rules, email, &code, svc.clock.now());
     store.issue(cmd, mail).await.unwrap()
 }
 
