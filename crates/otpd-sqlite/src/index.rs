@@ -362,6 +362,36 @@ mod tests {
         assert_eq!(found(&conn, &stage, 3), Some("updated".into()));
     }
 
+    /// With every record deleted, ids that restarted from the table's
+    /// highest would fall below the mark, and a record staged then would be
+    /// lost on restart.
+    #[test]
+    fn a_record_staged_after_every_record_was_deleted_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.db");
+        {
+            let (mut conn, mut stage) = open(&path, 5);
+            insert_all(&mut conn, &mut stage, 0..20, 1);
+            commit(&mut conn, &mut stage, |conn, stage| {
+                assert_eq!(delete_expired(conn, stage, i64::MAX).unwrap(), 20);
+            });
+            let merged_through: i64 = conn
+                .query_row("SELECT merged_through FROM address_index_state", [], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            assert!(merged_through > 1);
+        }
+        {
+            let (mut conn, mut stage) = open(&path, 5);
+            commit(&mut conn, &mut stage, |conn, stage| {
+                insert(conn, stage, &email(100), "r100", 0).unwrap();
+            });
+        }
+        let (conn, stage) = open(&path, 5);
+        assert!(all_found(&conn, &stage, 100..101));
+    }
+
     #[test]
     fn expired_records_are_deleted_with_their_entries() {
         let dir = tempfile::tempdir().unwrap();
