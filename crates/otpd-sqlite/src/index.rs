@@ -277,6 +277,13 @@ mod tests {
             .unwrap()
     }
 
+    fn merged_through(conn: &Connection) -> i64 {
+        conn.query_row("SELECT merged_through FROM address_index_state", [], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    }
+
     fn found(conn: &Connection, stage: &Stage, i: usize) -> Option<String> {
         find(conn, stage, &email(i))
             .unwrap()
@@ -312,12 +319,7 @@ mod tests {
         }
         let (conn, stage) = open(&path, 100);
         assert!(all_found(&conn, &stage, 0..1_000));
-        let merged_through: i64 = conn
-            .query_row("SELECT merged_through FROM address_index_state", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        assert!(merged_through > 0, "a round should have completed");
+        assert!(merged_through(&conn) > 0, "a round should have completed");
         assert!(stage.entries.len() < 1_000);
     }
 
@@ -375,12 +377,7 @@ mod tests {
             commit(&mut conn, &mut stage, |conn, stage| {
                 assert_eq!(delete_expired(conn, stage, i64::MAX).unwrap(), 20);
             });
-            let merged_through: i64 = conn
-                .query_row("SELECT merged_through FROM address_index_state", [], |r| {
-                    r.get(0)
-                })
-                .unwrap();
-            assert!(merged_through > 1);
+            assert!(merged_through(&conn) > 1);
         }
         {
             let (mut conn, mut stage) = open(&path, 5);
