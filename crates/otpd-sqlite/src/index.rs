@@ -76,10 +76,7 @@ pub fn update(conn: &Connection, id: i64, json: &str, expires_at: i64) -> Result
 pub fn delete(conn: &Connection, stage: &mut Stage, id: i64, email: &str) -> Result<(), Error> {
     conn.prepare_cached("DELETE FROM addresses WHERE id = ?1")?
         .execute([id])?;
-    stage.take(email);
-    conn.prepare_cached("DELETE FROM address_index WHERE email = ?1")?
-        .execute([email])?;
-    Ok(())
+    unindex(conn, stage, email)
 }
 
 /// Deletes the records that expired by `now`, with their index entries.
@@ -87,15 +84,19 @@ pub fn delete_expired(conn: &Connection, stage: &mut Stage, now: i64) -> Result<
     let mut expired = conn.prepare_cached("SELECT email FROM addresses WHERE expires_at <= ?1")?;
     let mut rows = expired.query([now])?;
     while let Some(row) = rows.next()? {
-        stage.take(text(row, 0)?);
+        unindex(conn, stage, text(row, 0)?)?;
     }
-    conn.prepare_cached(
-        "DELETE FROM address_index WHERE email IN (SELECT email FROM addresses WHERE expires_at <= ?1)",
-    )?
-    .execute([now])?;
     Ok(conn
         .prepare_cached("DELETE FROM addresses WHERE expires_at <= ?1")?
         .execute([now])?)
+}
+
+/// Removes `email` from both parts of the index.
+fn unindex(conn: &Connection, stage: &mut Stage, email: &str) -> Result<(), Error> {
+    stage.take(email);
+    conn.prepare_cached("DELETE FROM address_index WHERE email = ?1")?
+        .execute([email])?;
+    Ok(())
 }
 
 /// Where a round of merging is.

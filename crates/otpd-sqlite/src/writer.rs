@@ -16,7 +16,7 @@
 
 use std::sync::mpsc::SyncSender;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::Error;
@@ -182,22 +182,13 @@ fn commit_together<S: State>(
         }
     }
     if !succeeded {
-        // Dropping the transaction rolls it back.
-        drop(tx);
-        state.rolled_back();
+        roll_back(tx, state);
         return Err(Together::JobFailed);
     }
-    match tx.commit() {
-        Ok(()) => {
-            state.committed();
-            Ok(())
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "sqlite commit failed");
-            state.rolled_back();
-            Err(Together::Failed(e.to_string()))
-        }
-    }
+    commit(tx, state).map_err(|e| {
+        tracing::error!(error = %e, "sqlite commit failed");
+        Together::Failed(e.to_string())
+    })
 }
 
 /// One job in a transaction of its own: its result stands only if committed.
@@ -208,20 +199,26 @@ fn commit_alone<S: State>(
 ) -> Result<(), Error> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if !job.run(&tx, state) {
-        drop(tx);
-        state.rolled_back();
+        roll_back(tx, state);
         return Ok(());
     }
-    match tx.commit() {
-        Ok(()) => {
-            state.committed();
-            Ok(())
-        }
-        Err(e) => {
-            state.rolled_back();
-            Err(e.into())
-        }
+    Ok(commit(tx, state)?)
+}
+
+/// Commits, and tells `state` whether its changes stand.
+fn commit<S: State>(tx: Transaction<'_>, state: &mut S) -> rusqlite::Result<()> {
+    let committed = tx.commit();
+    match committed {
+        Ok(()) => state.committed(),
+        Err(_) => state.rolled_back(),
     }
+    committed
+}
+
+fn roll_back<S: State>(tx: Transaction<'_>, state: &mut S) {
+    // Dropping the transaction rolls it back.
+    drop(tx);
+    state.rolled_back();
 }
 
 #[cfg(test)]
