@@ -43,7 +43,7 @@ fn a_second_process_cannot_open_the_same_database() {
 /// its codes when a newer otpd opens it.
 #[tokio::test]
 async fn a_first_version_database_is_migrated_with_its_records() {
-    use otpd_core::policy::{Change, IssueCommand, Rules, VerifyCommand, VerifyOutcome};
+    use otpd_core::policy::{Change, Rules, VerifyCommand, VerifyOutcome};
     use otpd_core::store::VerifyStore;
     use otpd_core::{EmailAddress, OtpCode, Timestamp};
 
@@ -54,13 +54,8 @@ async fn a_first_version_database_is_migrated_with_its_records() {
     let rules = Rules::default();
     let code = OtpCode::parse("123456", rules.code_length).unwrap();
     let now = Timestamp::from_millis(1_700_000_000_000);
-    let issued = IssueCommand {
-        email: email.clone(),
-        now,
-        rules,
-        digest: keys.digest(&email, &code),
-    }
-    .apply(None);
+    let (cmd, _) = otpd_testkit::issue_request(&keys, rules, &email, &code, now);
+    let issued = cmd.apply(None);
     let Change::Put(record) = issued.change else {
         panic!("a first code is always stored")
     };
