@@ -3,6 +3,7 @@
 
 pub mod commands;
 pub mod config;
+mod json_log;
 mod keyfile;
 pub mod server;
 pub mod telemetry;

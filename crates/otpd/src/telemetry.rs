@@ -4,9 +4,11 @@
 use std::io::IsTerminal;
 
 use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::fmt::format::JsonFields;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
+use crate::json_log::JsonLines;
 
 /// Log lines waiting for stderr at most; bounds the memory a burst can take.
 const LOG_BUFFER_LINES: usize = 4096;
@@ -29,7 +31,10 @@ pub fn init(format: LogFormat) -> WorkerGuard {
         .with_writer(writer);
     let result = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Json => builder
+            .fmt_fields(JsonFields::new())
+            .event_format(JsonLines)
+            .try_init(),
     };
     if result.is_err() {
         tracing::debug!("a global subscriber was already installed");
