@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{Method, StatusCode};
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use otpd_core::delivery::{DeadReason, Step};
 use otpd_core::policy::{IssueOutcome, NoCode, VerifyOutcome};
@@ -74,38 +75,75 @@ fn describe() {
     metrics::describe_histogram!(REQUEST_DURATION, "HTTP request latency, seconds.");
 }
 
-pub fn record_issue(outcome: &IssueOutcome) {
-    match outcome {
-        IssueOutcome::Issued { .. } => metrics::counter!(CODES_ISSUED).increment(1),
-        IssueOutcome::RateLimited { limit, .. } => {
-            let limit = match limit {
-                otpd_core::policy::Limit::ResendCooldown => "cooldown",
-                otpd_core::policy::Limit::HourlyCap => "hourly_cap",
-            };
-            metrics::counter!(GENERATE_REFUSED, "limit" => limit).increment(1);
-        }
+/// Handles registered on first use and kept: the recorder otherwise hashes
+/// the name and labels (and allocates the label list) on every call. The
+/// recorder is installed before anything is recorded ([`handle`] when the
+/// server starts, the Lambda's own at init).
+struct Handles<T, const N: usize>([OnceLock<T>; N]);
+
+impl<T, const N: usize> Handles<T, N> {
+    const fn new() -> Self {
+        Self([const { OnceLock::new() }; N])
+    }
+
+    fn get(&self, index: usize, register: impl FnOnce() -> T) -> &T {
+        self.0[index].get_or_init(register)
     }
 }
 
+pub fn record_issue(outcome: &IssueOutcome) {
+    const LIMITS: [&str; 2] = ["cooldown", "hourly_cap"];
+    static ISSUED: OnceLock<Counter> = OnceLock::new();
+    static REFUSED: Handles<Counter, { LIMITS.len() }> = Handles::new();
+    match outcome {
+        IssueOutcome::Issued { .. } => ISSUED.get_or_init(|| metrics::counter!(CODES_ISSUED)),
+        IssueOutcome::RateLimited { limit, .. } => {
+            let index = match limit {
+                otpd_core::policy::Limit::ResendCooldown => 0,
+                otpd_core::policy::Limit::HourlyCap => 1,
+            };
+            REFUSED.get(
+                index,
+                || metrics::counter!(GENERATE_REFUSED, "limit" => LIMITS[index]),
+            )
+        }
+    }
+    .increment(1);
+}
+
 pub fn record_verify(outcome: &VerifyOutcome) {
-    let result = match outcome {
-        VerifyOutcome::Verified => "success",
-        VerifyOutcome::Wrong { .. } => "wrong",
-        VerifyOutcome::NoLiveCode(NoCode::Expired) => "expired",
-        VerifyOutcome::NoLiveCode(NoCode::Burned) => "burned",
-        VerifyOutcome::NoLiveCode(NoCode::Unknown) => "unknown",
+    const RESULTS: [&str; 5] = ["success", "wrong", "expired", "burned", "unknown"];
+    static COUNTERS: Handles<Counter, { RESULTS.len() }> = Handles::new();
+    let index = match outcome {
+        VerifyOutcome::Verified => 0,
+        VerifyOutcome::Wrong { .. } => 1,
+        VerifyOutcome::NoLiveCode(NoCode::Expired) => 2,
+        VerifyOutcome::NoLiveCode(NoCode::Burned) => 3,
+        VerifyOutcome::NoLiveCode(NoCode::Unknown) => 4,
     };
-    metrics::counter!(VERIFICATIONS, "result" => result).increment(1);
+    COUNTERS
+        .get(
+            index,
+            || metrics::counter!(VERIFICATIONS, "result" => RESULTS[index]),
+        )
+        .increment(1);
 }
 
 pub fn record_mail(step: &Step) {
-    let result = match step {
-        Step::Delivered => "sent",
-        Step::Retried { .. } => "retry",
-        Step::Dead(DeadReason::CodeExpired) => "expired",
-        Step::Dead(_) => "dead",
+    const RESULTS: [&str; 4] = ["sent", "retry", "expired", "dead"];
+    static COUNTERS: Handles<Counter, { RESULTS.len() }> = Handles::new();
+    let index = match step {
+        Step::Delivered => 0,
+        Step::Retried { .. } => 1,
+        Step::Dead(DeadReason::CodeExpired) => 2,
+        Step::Dead(_) => 3,
     };
-    metrics::counter!(MAILS, "result" => result).increment(1);
+    COUNTERS
+        .get(
+            index,
+            || metrics::counter!(MAILS, "result" => RESULTS[index]),
+        )
+        .increment(1);
 }
 
 pub fn record_outbox(stats: &OutboxStats) {
@@ -115,8 +153,8 @@ pub fn record_outbox(stats: &OutboxStats) {
 
 /// Times one request, labelled by route template, method and status.
 pub struct RequestTimer {
-    route: &'static str,
-    method: &'static str,
+    route: usize,
+    method: usize,
     started: Instant,
 }
 
@@ -126,74 +164,87 @@ impl RequestTimer {
             route: request
                 .extensions()
                 .get::<MatchedPath>()
-                .map_or("unmatched", |p| route_label(p.as_str())),
-            method: method_label(request.method()),
+                .map_or(UNMATCHED, |p| route_index(p.as_str())),
+            method: method_index(request.method()),
             started: Instant::now(),
         }
     }
 
     pub fn finish(self, status: StatusCode) {
-        metrics::histogram!(
-            REQUEST_DURATION,
-            "route" => self.route,
-            "method" => self.method,
-            "status" => status_label(status)
-        )
-        .record(self.started.elapsed().as_secs_f64());
+        static HISTOGRAMS: Handles<Histogram, { ROUTES.len() * METHODS.len() * STATUSES.len() }> =
+            Handles::new();
+        let status = status_index(status);
+        let index = (self.route * METHODS.len() + self.method) * STATUSES.len() + status;
+        HISTOGRAMS
+            .get(index, || {
+                metrics::histogram!(
+                    REQUEST_DURATION,
+                    "route" => ROUTES[self.route],
+                    "method" => METHODS[self.method],
+                    "status" => STATUSES[status].1
+                )
+            })
+            .record(self.started.elapsed().as_secs_f64());
     }
 }
 
-// Labels are static strings: no allocation per request, and a client cannot
-// grow the label set with made-up paths, methods or statuses.
-fn route_label(path: &str) -> &'static str {
-    const ROUTES: &[&str] = &[
-        "/GenerateOTP",
-        "/VerifyOTP",
-        "/healthz",
-        "/metrics",
-        "/openapi.json",
-        "/",
-        "/config.js",
-        "/app.js",
-        "/style.css",
-        "/favicon.svg",
-    ];
-    ROUTES
+// Labels are static strings from these lists: a client cannot grow the label
+// set with made-up paths, methods or statuses. The last entry of each list
+// takes whatever the others do not name.
+const ROUTES: [&str; 12] = [
+    "/GenerateOTP",
+    "/VerifyOTP",
+    "/healthz",
+    "/metrics",
+    "/openapi.json",
+    "/",
+    "/config.js",
+    "/app.js",
+    "/style.css",
+    "/favicon.svg",
+    "unmatched",
+    "other",
+];
+const UNMATCHED: usize = ROUTES.len() - 2;
+const METHODS: [&str; 5] = ["GET", "POST", "OPTIONS", "HEAD", "other"];
+const STATUSES: [(u16, &str); 15] = [
+    (200, "200"),
+    (204, "204"),
+    (304, "304"),
+    (400, "400"),
+    (401, "401"),
+    (403, "403"),
+    (404, "404"),
+    (405, "405"),
+    (410, "410"),
+    (413, "413"),
+    (415, "415"),
+    (429, "429"),
+    (500, "500"),
+    (503, "503"),
+    (0, "other"),
+];
+
+fn route_index(path: &str) -> usize {
+    ROUTES[..UNMATCHED]
         .iter()
-        .find(|r| **r == path)
-        .copied()
-        .unwrap_or("other")
+        .position(|route| *route == path)
+        .unwrap_or(ROUTES.len() - 1)
 }
 
-fn method_label(method: &Method) -> &'static str {
+fn method_index(method: &Method) -> usize {
     match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::OPTIONS => "OPTIONS",
-        Method::HEAD => "HEAD",
-        _ => "other",
+        Method::GET => 0,
+        Method::POST => 1,
+        Method::OPTIONS => 2,
+        Method::HEAD => 3,
+        _ => METHODS.len() - 1,
     }
 }
 
-fn status_label(status: StatusCode) -> &'static str {
-    const STATUSES: &[(u16, &str)] = &[
-        (200, "200"),
-        (204, "204"),
-        (304, "304"),
-        (400, "400"),
-        (401, "401"),
-        (403, "403"),
-        (404, "404"),
-        (405, "405"),
-        (410, "410"),
-        (413, "413"),
-        (415, "415"),
-        (429, "429"),
-        (500, "500"),
-        (503, "503"),
-    ];
-    STATUSES
+fn status_index(status: StatusCode) -> usize {
+    STATUSES[..STATUSES.len() - 1]
         .iter()
-        .find(|(code, _)| *code == status.as_u16())
-        .map_or("other", |(_, label)| label)
+        .position(|(code, _)| *code == status.as_u16())
+        .unwrap_or(STATUSES.len() - 1)
 }
