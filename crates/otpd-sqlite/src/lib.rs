@@ -13,6 +13,7 @@
 
 mod checkpoint;
 mod index;
+mod outbox;
 mod presence;
 mod schema;
 mod writer;
@@ -25,14 +26,12 @@ use async_trait::async_trait;
 use otpd_core::policy::{
     AddressRecord, Change, IssueCommand, IssueOutcome, Transition, VerifyCommand, VerifyOutcome,
 };
-use otpd_core::store::{
-    IssueStore, MailId, NewMail, Outbox, OutboxStats, QueuedMail, Settlement, StoreError,
-    StoreHealth, VerifyStore,
-};
-use otpd_core::{EmailAddress, SealedCode, Timestamp};
+use otpd_core::store::{IssueStore, NewMail, StoreError, StoreHealth, VerifyStore};
+use otpd_core::{EmailAddress, Timestamp};
 use rusqlite::{params, Connection};
 
 use index::Stage;
+use outbox::Leases;
 use presence::{Filter, Presence};
 use writer::Writer;
 
@@ -88,7 +87,7 @@ const FINISHED_MAIL_RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// Cheap to clone; every clone talks to the same writer thread.
 #[derive(Clone)]
 pub struct SqliteStore {
-    writer: Writer<Stage>,
+    writer: Writer<Memory>,
     presence: Arc<Presence>,
 }
 
@@ -118,7 +117,16 @@ impl SqliteStore {
             .spawn(move || checkpoint::run(checkpointer, committed))
             .map_err(Error::Spawn)?;
         Ok(Self {
-            writer: Writer::spawn(conn, stage, commits, lock).map_err(Error::Spawn)?,
+            writer: Writer::spawn(
+                conn,
+                Memory {
+                    stage,
+                    leases: Leases::default(),
+                },
+                commits,
+                lock,
+            )
+            .map_err(Error::Spawn)?,
             presence,
         })
     }
@@ -131,8 +139,8 @@ impl SqliteStore {
             .saturating_sub(FINISHED_MAIL_RETENTION.as_millis() as i64);
         let removed = self
             .writer
-            .run(move |conn, stage| {
-                let records = index::delete_expired(conn, stage, now.as_millis())?;
+            .run(move |conn, memory| {
+                let records = index::delete_expired(conn, &mut memory.stage, now.as_millis())?;
                 let mails = conn.execute(
                     "DELETE FROM outbox WHERE state != 'pending' AND finished_at <= ?1",
                     [retention_start],
@@ -173,6 +181,28 @@ fn lock(path: &Path) -> Result<std::fs::File, Error> {
             path: PathBuf::from(&lock_path).display().to_string(),
             source,
         }),
+    }
+}
+
+/// What the writer thread keeps in memory beside the database.
+struct Memory {
+    stage: Stage,
+    leases: Leases,
+}
+
+impl writer::State for Memory {
+    fn tend(&mut self, conn: &Connection) -> Result<(), Error> {
+        self.stage.tend(conn)
+    }
+
+    fn committed(&mut self) {
+        self.stage.committed();
+        self.leases.committed();
+    }
+
+    fn rolled_back(&mut self) {
+        self.stage.rolled_back();
+        self.leases.rolled_back();
     }
 }
 
@@ -255,8 +285,8 @@ impl IssueStore for SqliteStore {
         let presence = self.presence.clone();
         let outcome = self
             .writer
-            .run(move |conn, stage| {
-                let outcome = transition(conn, stage, &presence, &cmd.email, |record| cmd.apply(record))?;
+            .run(move |conn, memory| {
+                let outcome = transition(conn, &mut memory.stage, &presence, &cmd.email, |record| cmd.apply(record))?;
                 if matches!(outcome, IssueOutcome::Issued { .. }) {
                     conn.prepare_cached(
                         "INSERT INTO outbox (email, sealed, created_at, code_expires_at, next_attempt_at, state)
@@ -292,8 +322,8 @@ impl VerifyStore for SqliteStore {
         let presence = self.presence.clone();
         let outcome = self
             .writer
-            .run(move |conn, stage| {
-                transition(conn, stage, &presence, &cmd.email, |record| {
+            .run(move |conn, memory| {
+                transition(conn, &mut memory.stage, &presence, &cmd.email, |record| {
                     cmd.apply(record)
                 })
             })
@@ -309,121 +339,5 @@ impl StoreHealth for SqliteStore {
             .run(|conn, _| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
             .await?;
         Ok(())
-    }
-}
-
-#[async_trait]
-impl Outbox for SqliteStore {
-    async fn claim_due(
-        &self,
-        now: Timestamp,
-        lease: Duration,
-        limit: usize,
-    ) -> Result<Vec<QueuedMail>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let claimed = self
-            .writer
-            .run(move |conn, _| {
-                let rows = conn
-                    .prepare_cached(
-                        "SELECT id, email, sealed, created_at, code_expires_at, attempts FROM outbox
-                         WHERE state = 'pending' AND next_attempt_at <= ?1
-                         ORDER BY next_attempt_at LIMIT ?2",
-                    )?
-                    .query_map(params![now.as_millis(), limit], |row| {
-                        Ok((
-                            row.get::<_, i64>(0)?,
-                            row.get::<_, String>(1)?,
-                            row.get::<_, Vec<u8>>(2)?,
-                            row.get::<_, i64>(3)?,
-                            row.get::<_, i64>(4)?,
-                            row.get::<_, u32>(5)?,
-                        ))
-                    })?
-                    .collect::<Result<Vec<_>, _>>()?;
-                let mut hide =
-                    conn.prepare_cached("UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1")?;
-                let mut claimed = Vec::with_capacity(rows.len());
-                for (id, email, sealed, created_at, expires_at, attempts) in rows {
-                    hide.execute(params![id, now.plus(lease).as_millis()])?;
-                    let email =
-                        EmailAddress::parse(&email).map_err(|e| Error::Decode(Box::new(e)))?;
-                    claimed.push(QueuedMail {
-                        id: MailId(id),
-                        mail: NewMail {
-                            email,
-                            sealed: SealedCode::from_bytes(sealed),
-                            created_at: Timestamp::from_millis(created_at),
-                            code_expires_at: Timestamp::from_millis(expires_at),
-                        },
-                        attempts,
-                    });
-                }
-                Ok(claimed)
-            })
-            .await?;
-        Ok(claimed)
-    }
-
-    async fn settle(&self, settlements: Vec<(MailId, Settlement)>) -> Result<(), StoreError> {
-        self.writer
-            .run(move |conn, _| {
-                let mut retry = conn.prepare_cached(
-                    "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2 WHERE id = ?1",
-                )?;
-                // A sent mail leaves the outbox (its log line is the record).
-                let mut sent = conn.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
-                // The sealed code is erased; the row stays a while for inspection.
-                let mut dead = conn.prepare_cached(
-                    "UPDATE outbox SET state = 'dead', sealed = NULL,
-                        finished_at = strftime('%s', 'now') * 1000
-                     WHERE id = ?1",
-                )?;
-                for &(MailId(id), settlement) in &settlements {
-                    match settlement {
-                        Settlement::RetryAt(at) => retry.execute(params![id, at.as_millis()])?,
-                        Settlement::Delivered => sent.execute([id])?,
-                        Settlement::Dead => dead.execute([id])?,
-                    };
-                }
-                Ok(())
-            })
-            .await?;
-        Ok(())
-    }
-
-    async fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
-        let due = self
-            .writer
-            .run(|conn, _| {
-                let due: Option<i64> = conn
-                    .prepare_cached(
-                        "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'",
-                    )?
-                    .query_row([], |row| row.get(0))?;
-                Ok(due.map(Timestamp::from_millis))
-            })
-            .await?;
-        Ok(due)
-    }
-
-    async fn stats(&self, now: Timestamp) -> Result<OutboxStats, StoreError> {
-        let stats = self
-            .writer
-            .run(move |conn, _| {
-                let (depth, oldest): (u64, Option<i64>) = conn
-                    .prepare_cached(
-                        "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE state = 'pending'",
-                    )?
-                    .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
-                Ok(OutboxStats {
-                    depth,
-                    oldest_age: oldest
-                        .map(|t| Timestamp::from_millis(t).until(now))
-                        .unwrap_or_default(),
-                })
-            })
-            .await?;
-        Ok(stats)
     }
 }

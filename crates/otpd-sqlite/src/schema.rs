@@ -100,8 +100,9 @@ pub fn prepare_writer(conn: &Connection, durability: Durability) -> Result<(), E
             index + 1
         ))?;
     }
-    // Claims belong to the process that made them, and the lock file says
-    // that process is gone.
+    // Every pending mail is due at once after a restart, including those
+    // earlier builds leased by moving their due time (the lock file says
+    // the process that claimed them is gone).
     conn.execute(
         "UPDATE outbox SET next_attempt_at = MIN(next_attempt_at, strftime('%s', 'now') * 1000)
          WHERE state = 'pending'",

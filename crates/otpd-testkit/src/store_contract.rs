@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use otpd_core::delivery::{Attempted, Delivery, RetryPolicy, Step};
 use otpd_core::policy::{IssueOutcome, Limit, NoCode, Rules, VerifyOutcome};
-use otpd_core::store::{IssueStore, Outbox, VerifyStore};
+use otpd_core::store::{IssueStore, Outbox, Settlement, VerifyStore};
 use otpd_core::{Clock, DomainAllowlist, EmailAddress, OtpCode, OtpService};
 
 use crate::{test_keys, CapturingMailer, FakeClock};
@@ -257,6 +257,35 @@ pub async fn failed_sends_are_retried_after_backoff<S: CodeStore + Outbox>(store
     assert_eq!(mailer.sent().len(), 1);
 }
 
+/// A claimed mail is hidden from other claims until it is settled or its
+/// lease ends (its worker stopped mid-send); a settled mail is gone.
+pub async fn claims_are_leased_until_settled<S: CodeStore + Outbox>(store: &S) {
+    let clock = FakeClock::new();
+    let svc = service(&clock, Rules::default());
+    drain(store, &delivery(&svc), &CapturingMailer::default(), &clock).await;
+    svc.generate(store, unique_address("lease")).await.unwrap();
+    let lease = Duration::from_secs(120);
+    let claimed = store.claim_due(clock.now(), lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(store.claim_due(clock.now(), lease, 10).await.unwrap(), []);
+    assert_eq!(
+        store.next_due().await.unwrap(),
+        Some(clock.now().plus(lease))
+    );
+    assert_eq!(store.stats(clock.now()).await.unwrap().depth, 1);
+
+    clock.advance(lease);
+    let again = store.claim_due(clock.now(), lease, 10).await.unwrap();
+    assert_eq!(again, claimed);
+    store
+        .settle(vec![(again[0].id, Settlement::Delivered)])
+        .await
+        .unwrap();
+    let later = clock.now().plus(lease * 2);
+    assert_eq!(store.claim_due(later, lease, 10).await.unwrap(), []);
+    assert_eq!(store.next_due().await.unwrap(), None);
+}
+
 fn steps_of(attempted: Vec<Attempted>) -> Vec<Step> {
     attempted.into_iter().map(|a| a.step).collect()
 }
@@ -317,6 +346,7 @@ macro_rules! outbox_contract_tests {
         $crate::store_contract_tests!(@tests $make;
             issued_codes_are_queued_and_delivered_once,
             failed_sends_are_retried_after_backoff,
+            claims_are_leased_until_settled,
         );
     };
 }
