@@ -56,6 +56,16 @@ impl Leases {
     }
 }
 
+/// A claimed mail as stored.
+struct Row {
+    id: i64,
+    email: String,
+    sealed: Vec<u8>,
+    created_at: i64,
+    code_expires_at: i64,
+    attempts: u32,
+}
+
 #[async_trait]
 impl Outbox for SqliteStore {
     async fn claim_due(
@@ -85,19 +95,15 @@ impl Outbox for SqliteStore {
                     if leases.holds(id, now_ms) {
                         continue;
                     }
-                    let email = EmailAddress::parse(crate::text(row, 1)?)
-                        .map_err(|e| Error::Decode(Box::new(e)))?;
-                    claimed.push(QueuedMail {
-                        id: MailId(id),
-                        mail: NewMail {
-                            email,
-                            sealed: SealedCode::from_bytes(row.get(2)?),
-                            created_at: Timestamp::from_millis(row.get(3)?),
-                            code_expires_at: Timestamp::from_millis(row.get(4)?),
-                        },
+                    leases.take(id, now.plus(lease).as_millis());
+                    claimed.push(Row {
+                        id,
+                        email: row.get(1)?,
+                        sealed: row.get(2)?,
+                        created_at: row.get(3)?,
+                        code_expires_at: row.get(4)?,
                         attempts: row.get(5)?,
                     });
-                    leases.take(id, now.plus(lease).as_millis());
                     if claimed.len() == limit {
                         break;
                     }
@@ -105,7 +111,24 @@ impl Outbox for SqliteStore {
                 Ok(claimed)
             })
             .await?;
-        Ok(claimed)
+        // Parsed here, not in the writer thread that every request waits for.
+        claimed
+            .into_iter()
+            .map(|row| {
+                let email =
+                    EmailAddress::parse(&row.email).map_err(|e| Error::Decode(Box::new(e)))?;
+                Ok(QueuedMail {
+                    id: MailId(row.id),
+                    mail: NewMail {
+                        email,
+                        sealed: SealedCode::from_bytes(row.sealed),
+                        created_at: Timestamp::from_millis(row.created_at),
+                        code_expires_at: Timestamp::from_millis(row.code_expires_at),
+                    },
+                    attempts: row.attempts,
+                })
+            })
+            .collect()
     }
 
     async fn settle(&self, settlements: Vec<(MailId, Settlement)>) -> Result<(), StoreError> {
