@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
+use crate::{schema, Error};
+
 /// The shortest time between two checkpoints, so busy periods batch them
 /// (a page written by many commits in between is copied once).
 const MIN_INTERVAL: Duration = Duration::from_millis(500);
@@ -53,6 +55,19 @@ pub fn run(conn: Connection, commits: Receiver<()>) {
     }
     if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
         tracing::warn!(error = %e, "final WAL checkpoint failed");
+    }
+}
+
+/// Copies all of the WAL at `path`'s database into it and truncates the WAL,
+/// on a connection of its own (a checkpoint cannot run inside the writer's
+/// transactions).
+pub fn truncate(path: &std::path::Path) -> Result<(), Error> {
+    let conn = Connection::open(path)?;
+    schema::prepare_checkpointer(&conn)?;
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+    match busy {
+        0 => Ok(()),
+        _ => Err(Error::CheckpointBusy),
     }
 }
 

@@ -45,6 +45,8 @@ pub enum Error {
     Decode(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the sqlite writer thread has stopped")]
     WriterGone,
+    #[error("the WAL could not be emptied: a reader or writer held it")]
+    CheckpointBusy,
     #[error("could not start a sqlite thread")]
     Spawn(#[source] std::io::Error),
     #[error("{0} is in use by another otpd process")]
@@ -89,6 +91,7 @@ const FINISHED_MAIL_RETENTION: Duration = Duration::from_secs(24 * 3600);
 pub struct SqliteStore {
     writer: Writer<Memory>,
     presence: Arc<Presence>,
+    path: Arc<Path>,
 }
 
 impl SqliteStore {
@@ -128,7 +131,24 @@ impl SqliteStore {
             )
             .map_err(Error::Spawn)?,
             presence,
+            path: path.into(),
         })
+    }
+
+    /// Copies the whole WAL into the database file and empties it, so that
+    /// the database file alone holds every committed write (a copy of it is
+    /// a backup). For a clean stop, once nothing writes any more.
+    pub async fn checkpoint_all(&self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let (done, finished) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("otpd-close".into())
+            .spawn(move || {
+                let _ = done.send(checkpoint::truncate(&path));
+            })
+            .map_err(Error::Spawn)?;
+        finished.await.map_err(|_| Error::WriterGone)??;
+        Ok(())
     }
 
     /// Deletes records whose codes and cap window are over, and mails given up

@@ -23,16 +23,24 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
     worker: JoinHandle<()>,
+    store: SqliteStore,
 }
 
 impl Running {
-    /// Stops accepting, finishes requests in flight, then lets the worker
-    /// finish the mail in hand.
+    /// Stops accepting, finishes requests in flight, lets the worker finish
+    /// the mail in hand, then folds the WAL into the database file.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         let http = self.http.await.context("the HTTP task panicked")?;
         tracing::info!("HTTP server stopped");
         self.worker.await.context("the outbox worker panicked")?;
+        match self.store.checkpoint_all().await {
+            Ok(()) => tracing::info!("database checkpointed: the .db file holds every write"),
+            Err(e) => tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                "could not fold the WAL into the database; it is replayed at the next start"
+            ),
+        }
         http.context("the HTTP server failed")
     }
 }
@@ -83,6 +91,7 @@ pub async fn start(
         clock: clock.clone(),
     };
     let shared = Arc::new(store.clone());
+    let kept = store.clone();
     let stores = Stores {
         issue: shared.clone(),
         verify: shared.clone(),
@@ -124,5 +133,6 @@ pub async fn start(
         shutdown,
         http,
         worker,
+        store: kept,
     })
 }

@@ -105,21 +105,40 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// A clean stop finishes its work and folds the WAL into the database file,
+/// so a copy of that file alone (what an operator backs up) holds every write.
 #[tokio::test]
-async fn sigterm_finishes_cleanly() {
+async fn sigterm_finishes_cleanly_and_leaves_a_complete_database_file() {
     let smtp = Catcher::start();
     let dir = tempfile::tempdir().unwrap();
     let vars = Proc::vars(dir.path(), smtp.port, &[]);
     let server = Proc::spawn(dir.path(), &vars);
     assert_eq!(server.client.generate("bye@example.com").await.status, 200);
-    smtp.wait_for("bye@example.com", 1).await;
+    let code = smtp.wait_for("bye@example.com", 1).await[0].code();
     let stderr = server.stderr.clone();
     let status = server.terminate();
     assert!(status.success(), "{status}");
     let log = stderr.lock().unwrap().join("\n");
     assert!(log.contains("SIGTERM"), "{log}");
     assert!(
-        log.contains("outbox worker stopped") && log.contains("HTTP server stopped"),
+        log.contains("outbox worker stopped")
+            && log.contains("HTTP server stopped")
+            && log.contains("database checkpointed"),
         "{log}"
+    );
+    let wal = std::fs::metadata(dir.path().join("otpd.db-wal")).map_or(0, |m| m.len());
+    assert_eq!(wal, 0, "the WAL was folded into the database file");
+
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(dir.path().join("otpd.db"), copy.path().join("otpd.db")).unwrap();
+    let restored = Proc::spawn(copy.path(), &Proc::vars(copy.path(), smtp.port, &[]));
+    assert_eq!(
+        restored
+            .client
+            .verify("bye@example.com", &code)
+            .await
+            .status,
+        200,
+        "the copied database file alone holds the code's record"
     );
 }
