@@ -53,7 +53,7 @@ pub fn run(conn: Connection, commits: Receiver<()>) {
             }
         }
     }
-    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+    if let Err(e) = truncate_wal(&conn) {
         tracing::warn!(error = %e, "final WAL checkpoint failed");
     }
 }
@@ -64,6 +64,10 @@ pub fn run(conn: Connection, commits: Receiver<()>) {
 pub fn truncate(path: &std::path::Path) -> Result<(), Error> {
     let conn = Connection::open(path)?;
     schema::prepare_checkpointer(&conn)?;
+    truncate_wal(&conn)
+}
+
+fn truncate_wal(conn: &Connection) -> Result<(), Error> {
     let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
     match busy {
         0 => Ok(()),

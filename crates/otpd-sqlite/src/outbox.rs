@@ -35,6 +35,11 @@ impl Leases {
         self.taken.push(id);
     }
 
+    /// The mail was settled; its lease ends once that commits.
+    fn release(&mut self, id: i64) {
+        self.released.push(id);
+    }
+
     /// Forgets leases that ended: their mails were not settled (a worker
     /// stopped mid-send) and may be claimed again.
     fn prune(&mut self, now: i64) {
@@ -151,7 +156,7 @@ impl Outbox for SqliteStore {
                         Settlement::Delivered => sent.execute([id])?,
                         Settlement::Dead => dead.execute([id])?,
                     };
-                    memory.leases.released.push(id);
+                    memory.leases.release(id);
                 }
                 Ok(())
             })

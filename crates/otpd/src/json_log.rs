@@ -122,14 +122,13 @@ impl Line {
         self.out.push(b':');
     }
 
-    /// Starts a field's entry; `None` for the `log` crate's metadata fields.
-    fn field(&mut self, field: &Field) -> Option<()> {
+    /// Writes a field's entry, but none for the `log` crate's metadata fields.
+    fn field<T: Serialize + ?Sized>(&mut self, field: &Field, value: &T) {
         let name = field.name();
-        if name.starts_with("log.") {
-            return None;
+        if !name.starts_with("log.") {
+            self.key(name.strip_prefix("r#").unwrap_or(name));
+            self.json(value);
         }
-        self.key(name.strip_prefix("r#").unwrap_or(name));
-        Some(())
     }
 
     fn json<T: Serialize + ?Sized>(&mut self, value: &T) {
@@ -145,52 +144,39 @@ impl Line {
 
 impl Visit for Line {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        if self.field(field).is_some() {
-            self.json(&value);
-        }
+        self.field(field, &value);
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        if self.field(field).is_some() {
-            self.json(&value);
-        }
+        self.field(field, &value);
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if self.field(field).is_some() {
-            self.json(&value);
-        }
+        self.field(field, &value);
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        if self.field(field).is_some() {
-            self.json(&value);
-        }
+        self.field(field, &value);
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "log.target" {
-            self.log_target = Some(value.to_owned());
-        } else if self.field(field).is_some() {
-            self.json(value);
+        match field.name() {
+            "log.target" => self.log_target = Some(value.to_owned()),
+            _ => self.field(field, value),
         }
     }
 
     fn record_bytes(&mut self, field: &Field, value: &[u8]) {
-        if self.field(field).is_some() {
-            self.json(value);
-        }
+        self.field(field, value);
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.field(field).is_some() {
-            let mut scratch = std::mem::take(&mut self.scratch);
-            scratch.clear();
-            // Only a Debug impl that fails stops here; the line keeps what it wrote.
-            let _ = fmt::write(&mut scratch, format_args!("{value:?}"));
-            self.json(scratch.as_str());
-            self.scratch = scratch;
-        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        // Only a Debug impl that fails stops here; the line keeps what it wrote.
+        let _ = fmt::write(&mut scratch, format_args!("{value:?}"));
+        self.field(field, scratch.as_str());
+        self.scratch = scratch;
     }
 }
 
