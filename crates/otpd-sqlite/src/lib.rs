@@ -28,7 +28,7 @@ use otpd_core::policy::{
 };
 use otpd_core::store::{IssueStore, NewMail, StoreError, StoreHealth, VerifyStore};
 use otpd_core::{EmailAddress, Timestamp};
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 
 use index::Stage;
 use outbox::Leases;
@@ -306,18 +306,12 @@ impl IssueStore for SqliteStore {
         let outcome = self
             .writer
             .run(move |conn, memory| {
-                let outcome = transition(conn, &mut memory.stage, &presence, &cmd.email, |record| cmd.apply(record))?;
+                let outcome =
+                    transition(conn, &mut memory.stage, &presence, &cmd.email, |record| {
+                        cmd.apply(record)
+                    })?;
                 if matches!(outcome, IssueOutcome::Issued { .. }) {
-                    conn.prepare_cached(
-                        "INSERT INTO outbox (email, sealed, created_at, code_expires_at, next_attempt_at, state)
-                         VALUES (?1, ?2, ?3, ?4, ?3, 'pending')",
-                    )?
-                    .execute(params![
-                        mail.email.as_str(),
-                        mail.sealed.as_bytes(),
-                        mail.created_at.as_millis(),
-                        mail.code_expires_at.as_millis()
-                    ])?;
+                    outbox::queue(conn, &mail)?;
                 }
                 Ok(outcome)
             })

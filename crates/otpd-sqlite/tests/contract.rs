@@ -40,11 +40,11 @@ fn a_second_process_cannot_open_the_same_database() {
 }
 
 /// A database written by the first schema (addresses keyed by email) keeps
-/// its codes when a newer otpd opens it.
+/// its codes and its queued mails when a newer otpd opens it.
 #[tokio::test]
 async fn a_first_version_database_is_migrated_with_its_records() {
     use otpd_core::policy::{Change, Rules, VerifyCommand, VerifyOutcome};
-    use otpd_core::store::VerifyStore;
+    use otpd_core::store::{Outbox, VerifyStore};
     use otpd_core::{EmailAddress, OtpCode, Timestamp};
 
     let dir = tempfile::tempdir().unwrap();
@@ -84,9 +84,25 @@ async fn a_first_version_database_is_migrated_with_its_records() {
             ],
         )
         .unwrap();
+        v1.execute(
+            "INSERT INTO outbox (email, sealed, created_at, code_expires_at, next_attempt_at,
+                state) VALUES (?1, x'00', ?2, ?3, ?2, 'pending')",
+            rusqlite::params![email.as_str(), now.as_millis(), now.as_millis() + 300_000],
+        )
+        .unwrap();
     }
 
     let store = SqliteStore::open(&path, otpd_sqlite::Durability::default()).unwrap();
+    let queued = store
+        .claim_due(now, std::time::Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].mail.email, email);
+    assert_eq!(
+        queued[0].mail.code_expires_at.as_millis(),
+        now.as_millis() + 300_000
+    );
     let verify = VerifyCommand {
         email: email.clone(),
         now,
