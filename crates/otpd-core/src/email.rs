@@ -5,7 +5,10 @@
 //! injection and look-alike tricks out of everything downstream, at the cost
 //! of refusing rare but legal forms that real sign-up forms never see.
 
+use std::borrow::Cow;
 use std::fmt;
+
+use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
 
 use serde::{Deserialize, Serialize};
 
@@ -44,23 +47,25 @@ impl EmailAddress {
     /// Leading and trailing spaces and tabs are trimmed; any other control
     /// character anywhere is an error.
     pub fn parse(input: &str) -> Result<Self, EmailError> {
-        if input.chars().any(|c| c.is_control() && c != '\t') {
-            return Err(EmailError::ControlCharacter);
-        }
         let trimmed = input.trim_matches([' ', '\t']);
-        if trimmed.is_empty() {
-            return Err(EmailError::Empty);
-        }
+        // Control characters are refused anywhere, even where trimmed away.
         if trimmed.chars().any(char::is_control) {
             return Err(EmailError::ControlCharacter);
+        }
+        if trimmed.is_empty() {
+            return Err(EmailError::Empty);
         }
         if trimmed.len() > MAX_ADDRESS_LEN * 4 {
             return Err(EmailError::TooLong);
         }
         let (local, domain) = trimmed.rsplit_once('@').ok_or(EmailError::Shape)?;
-        let local = parse_local(local)?;
-        let domain = parse_domain(domain)?;
-        let address = format!("{local}@{domain}");
+        check_local(local)?;
+        let domain = ascii_domain(domain)?;
+        let mut address = String::with_capacity(local.len() + 1 + domain.len());
+        address.push_str(local);
+        address.push('@');
+        address.push_str(&domain);
+        address.make_ascii_lowercase();
         if address.len() > MAX_ADDRESS_LEN {
             return Err(EmailError::TooLong);
         }
@@ -101,40 +106,51 @@ fn is_atext(c: char) -> bool {
     c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c)
 }
 
-fn parse_local(local: &str) -> Result<String, EmailError> {
+fn check_local(local: &str) -> Result<(), EmailError> {
     let valid = !local.is_empty()
         && local.len() <= MAX_LOCAL_LEN
         && local
             .split('.')
             .all(|atom| !atom.is_empty() && atom.chars().all(is_atext));
-    if valid {
-        Ok(local.to_ascii_lowercase())
-    } else {
-        Err(EmailError::LocalPart)
-    }
+    valid.then_some(()).ok_or(EmailError::LocalPart)
 }
 
-fn parse_domain(domain: &str) -> Result<String, EmailError> {
+/// The domain in IDNA ASCII form (lowercase), borrowed when it already is.
+fn ascii_domain(domain: &str) -> Result<Cow<'_, str>, EmailError> {
     let domain = domain.strip_suffix('.').unwrap_or(domain);
     if domain.is_empty() || domain.contains(['[', ']', ' ']) {
         return Err(EmailError::Domain);
     }
-    let ascii = idna::domain_to_ascii_strict(domain).map_err(|_| EmailError::Domain)?;
-    let labels: Vec<&str> = ascii.split('.').collect();
-    let valid_label = |label: &&str| {
+    let ascii = Uts46::new()
+        .to_ascii(
+            domain.as_bytes(),
+            AsciiDenyList::STD3,
+            Hyphens::Check,
+            DnsLength::Verify,
+        )
+        .map_err(|_| EmailError::Domain)?;
+    let valid_label = |label: &str| {
         !label.is_empty()
             && label.len() <= MAX_LABEL_LEN
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
     };
-    let top_is_name = labels
-        .last()
-        .is_some_and(|top| !top.chars().all(|c| c.is_ascii_digit()));
-    if labels.len() < 2 || !labels.iter().all(valid_label) || !top_is_name {
+    let mut labels = 0;
+    let mut top = "";
+    for label in ascii.split('.') {
+        if !valid_label(label) {
+            return Err(EmailError::Domain);
+        }
+        labels += 1;
+        top = label;
+    }
+    if labels < 2 || top.bytes().all(|b| b.is_ascii_digit()) {
         return Err(EmailError::Domain);
     }
-    Ok(ascii.to_ascii_lowercase())
+    Ok(ascii)
 }
 
 #[cfg(test)]
