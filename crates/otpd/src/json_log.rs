@@ -6,13 +6,13 @@
 //! cost about a tenth of the server's time per request under load.
 
 use std::cell::RefCell;
-use std::fmt;
+use std::fmt::{self, Write as _};
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
-use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -21,6 +21,42 @@ pub struct JsonLines;
 
 thread_local! {
     static LINE: RefCell<Line> = RefCell::new(Line::default());
+    static SECOND: RefCell<Second> = RefCell::new(Second::default());
+}
+
+/// The date and time of day of one second, formatted once for all the
+/// lines a thread writes in it.
+#[derive(Default)]
+struct Second {
+    unix: Option<u64>,
+    text: String,
+}
+
+impl Second {
+    /// tracing-subscriber's `SystemTime` format: RFC 3339 in UTC with
+    /// microseconds, `2026-12-02T07:07:08.123456Z`.
+    fn write(&mut self, since_epoch: Duration, out: &mut impl fmt::Write) -> fmt::Result {
+        let unix = since_epoch.as_secs();
+        if self.unix != Some(unix) {
+            let time = i64::try_from(unix)
+                .ok()
+                .and_then(|unix| time::OffsetDateTime::from_unix_timestamp(unix).ok())
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+            self.text.clear();
+            write!(
+                self.text,
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+                time.year(),
+                u8::from(time.month()),
+                time.day(),
+                time.hour(),
+                time.minute(),
+                time.second()
+            )?;
+            self.unix = Some(unix);
+        }
+        write!(out, "{}.{:06}Z", self.text, since_epoch.subsec_micros())
+    }
 }
 
 impl<S> FormatEvent<S, JsonFields> for JsonLines
@@ -34,7 +70,10 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         writer.write_str("{\"timestamp\":\"")?;
-        SystemTime.format_time(&mut writer)?;
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        SECOND.with(|second| second.borrow_mut().write(since_epoch, &mut writer))?;
         // A field's Debug that logs would format a line inside this one.
         let mut write = |line: &mut Line| {
             line.clear();
@@ -257,6 +296,22 @@ mod tests {
             );
         }
         lines
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_in_utc_with_microseconds() {
+        let mut second = Second::default();
+        let mut at = |secs: u64, micros: u64| {
+            let mut text = String::new();
+            let since_epoch = Duration::from_secs(secs) + Duration::from_micros(micros);
+            second.write(since_epoch, &mut text).unwrap();
+            text
+        };
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(at(1_835_481_599, 999_999), "2028-02-29T23:59:59.999999Z");
+        // The same second again, then the next one.
+        assert_eq!(at(1_835_481_599, 7), "2028-02-29T23:59:59.000007Z");
+        assert_eq!(at(1_835_481_600, 120), "2028-03-01T00:00:00.000120Z");
     }
 
     #[test]
