@@ -73,7 +73,10 @@ where
         let since_epoch = std::time::SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        SECOND.with(|second| second.borrow_mut().write(since_epoch, &mut writer))?;
+        SECOND.with(|second| match second.try_borrow_mut() {
+            Ok(mut second) => second.write(since_epoch, &mut writer),
+            Err(_) => Second::default().write(since_epoch, &mut writer),
+        })?;
         // A field's Debug that logs would format a line inside this one.
         let mut write = |line: &mut Line| {
             line.clear();
