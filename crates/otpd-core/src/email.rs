@@ -9,7 +9,6 @@ use std::borrow::Cow;
 use std::fmt;
 
 use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
-
 use serde::{Deserialize, Serialize};
 
 /// RFC 5321 caps a forward path at 256 octets including the angle brackets.

@@ -61,11 +61,11 @@ impl Leases {
     }
 }
 
-/// Queues `mail`, due at once; part of issuing its code.
 const QUEUE: &str =
     "INSERT INTO outbox (email, sealed, created_at, code_expires_at, next_attempt_at, state)
      VALUES (?1, ?2, ?3, ?4, ?3, 'pending')";
 
+/// Queues `mail`, due at once; part of issuing its code.
 pub fn queue(conn: &Connection, mail: &NewMail) -> Result<(), Error> {
     conn.prepare_cached(QUEUE)?.execute(params![
         mail.email.as_str(),
