@@ -91,7 +91,6 @@ pub async fn start(
         clock: clock.clone(),
     };
     let shared = Arc::new(store.clone());
-    let kept = store.clone();
     let stores = Stores {
         issue: shared.clone(),
         verify: shared.clone(),
@@ -121,7 +120,7 @@ pub async fn start(
             code_length: config.rules.code_length,
             retry: config.retry,
         },
-        store,
+        store: store.clone(),
         mailer: mailer.clone(),
         clock,
         mail_queued,
@@ -133,6 +132,6 @@ pub async fn start(
         shutdown,
         http,
         worker,
-        store: kept,
+        store,
     })
 }
