@@ -93,6 +93,11 @@ impl CodeDigest {
         self.0.ct_eq(&other.0).into()
     }
 
+    /// A digest as [`CodeDigest::as_bytes`] gave it, read back from a store.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }

@@ -12,12 +12,15 @@
 //! `address_index_state.merged_through` is staged again when the store
 //! opens. Merging sweeps the key space in rounds; when a round wraps around,
 //! every entry staged when it began is on disk, and the mark moves up to the
-//! highest id of that moment. Ids are never reused (`AUTOINCREMENT`), so a
-//! record above the mark is always one that may still be staged only.
+//! highest id of that moment. The stage hands out record ids itself, each
+//! above every id in the table and above the mark, so a record above the
+//! mark is always one that may still be staged only. (`AUTOINCREMENT` did
+//! the same by rewriting a row of `sqlite_sequence` on every insert.)
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
+use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::writer::State;
@@ -26,17 +29,17 @@ use crate::{text, Error};
 /// Entries merged at most by one step, so a step stays short for the writer.
 const MAX_STEP: usize = 1024;
 
-/// A record found by email: its row and its JSON.
+/// A record found by email: its row and its stored form.
 pub struct Found {
     pub id: i64,
-    pub json: String,
+    pub record: Value,
 }
 
 pub fn find(conn: &Connection, stage: &Stage, email: &str) -> Result<Option<Found>, Error> {
     let row = |row: &rusqlite::Row| {
         Ok(Found {
             id: row.get(0)?,
-            json: row.get(1)?,
+            record: row.get(1)?,
         })
     };
     Ok(match stage.entries.get(email) {
@@ -58,18 +61,23 @@ pub fn insert(
     conn: &Connection,
     stage: &mut Stage,
     email: &str,
-    json: &str,
+    record: &[u8],
     expires_at: i64,
 ) -> Result<(), Error> {
-    conn.prepare_cached("INSERT INTO addresses (email, record, expires_at) VALUES (?1, ?2, ?3)")?
-        .execute(params![email, json, expires_at])?;
-    stage.put(email.into(), conn.last_insert_rowid());
+    let id = stage.next_id;
+    conn.prepare_cached(
+        "INSERT INTO addresses (id, email, record, expires_at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![id, email, record, expires_at])?;
+    // Not taken back on a rollback: an id skipped is never a problem.
+    stage.next_id += 1;
+    stage.put(email.into(), id);
     Ok(())
 }
 
-pub fn update(conn: &Connection, id: i64, json: &str, expires_at: i64) -> Result<(), Error> {
+pub fn update(conn: &Connection, id: i64, record: &[u8], expires_at: i64) -> Result<(), Error> {
     conn.prepare_cached("UPDATE addresses SET record = ?2, expires_at = ?3 WHERE id = ?1")?
-        .execute(params![id, json, expires_at])?;
+        .execute(params![id, record, expires_at])?;
     Ok(())
 }
 
@@ -117,6 +125,8 @@ pub struct Stage {
     undo: Vec<(Box<str>, Option<i64>)>,
     /// Entries left staged; merging starts above this many.
     target: usize,
+    /// The id of the next new record.
+    next_id: i64,
     round: Round,
     /// Where the round will be once the open transaction commits.
     next_round: Option<Round>,
@@ -134,10 +144,17 @@ impl Stage {
         while let Some(row) = rows.next()? {
             entries.insert(text(row, 0)?.into(), row.get(1)?);
         }
+        let next_id = conn.query_row(
+            "SELECT max(coalesce((SELECT max(id) FROM addresses), 0),
+                        (SELECT merged_through FROM address_index_state)) + 1",
+            [],
+            |row| row.get(0),
+        )?;
         Ok(Self {
             entries,
             undo: Vec::new(),
             target,
+            next_id,
             round: Round::default(),
             next_round: None,
         })
@@ -267,7 +284,7 @@ mod tests {
         for chunk in all.chunks(per_commit) {
             commit(conn, stage, |conn, stage| {
                 for &i in chunk {
-                    insert(conn, stage, &email(i), &format!("r{i}"), i as i64).unwrap();
+                    insert(conn, stage, &email(i), format!("r{i}").as_bytes(), i as i64).unwrap();
                 }
             });
         }
@@ -288,7 +305,10 @@ mod tests {
     fn found(conn: &Connection, stage: &Stage, i: usize) -> Option<String> {
         find(conn, stage, &email(i))
             .unwrap()
-            .map(|found| found.json)
+            .map(|found| match found.record {
+                Value::Blob(bytes) => String::from_utf8(bytes).unwrap(),
+                other => panic!("{other:?}"),
+            })
     }
 
     fn all_found(conn: &Connection, stage: &Stage, range: std::ops::Range<usize>) -> bool {
@@ -332,7 +352,7 @@ mod tests {
         let (entries, cursor) = (stage.entries.clone(), stage.round.cursor.clone());
         {
             let tx = conn.transaction().unwrap();
-            insert(&tx, &mut stage, &email(20), "r20", 0).unwrap();
+            insert(&tx, &mut stage, &email(20), b"r20", 0).unwrap();
             for i in [0, 7, 19] {
                 let id = find(&tx, &stage, &email(i)).unwrap().unwrap().id;
                 delete(&tx, &mut stage, id, &email(i)).unwrap();
@@ -357,11 +377,11 @@ mod tests {
                 delete(conn, stage, id, &email(i)).unwrap();
                 assert_eq!(found(conn, stage, i), None);
             }
-            insert(conn, stage, &email(3), "again", 0).unwrap();
+            insert(conn, stage, &email(3), b"again", 0).unwrap();
         });
         let id = find(&conn, &stage, &email(3)).unwrap().unwrap().id;
         assert!(id > 20, "id {id} was used before");
-        update(&conn, id, "updated", 0).unwrap();
+        update(&conn, id, b"updated", 0).unwrap();
         assert_eq!(found(&conn, &stage, 3), Some("updated".into()));
     }
 
@@ -383,7 +403,7 @@ mod tests {
         {
             let (mut conn, mut stage) = open(&path, 5);
             commit(&mut conn, &mut stage, |conn, stage| {
-                insert(conn, stage, &email(100), "r100", 0).unwrap();
+                insert(conn, stage, &email(100), b"r100", 0).unwrap();
             });
         }
         let (conn, stage) = open(&path, 5);

@@ -15,6 +15,7 @@ mod checkpoint;
 mod index;
 mod outbox;
 mod presence;
+mod record;
 mod schema;
 mod writer;
 
@@ -43,6 +44,8 @@ pub enum Error {
     CommitFailed(String),
     #[error("a stored record could not be decoded")]
     Decode(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("a record could not be encoded: {0}")]
+    Encode(&'static str),
     #[error("the sqlite writer thread has stopped")]
     WriterGone,
     #[error("the WAL could not be emptied: a reader or writer held it")]
@@ -241,8 +244,7 @@ fn load_record(
         .map(|found| {
             Ok(Stored {
                 id: found.id,
-                record: serde_json::from_str(&found.json)
-                    .map_err(|e| Error::Decode(Box::new(e)))?,
+                record: record::decode(&found.record)?,
             })
         })
         .transpose()
@@ -266,13 +268,13 @@ fn transition<T>(
     match (change, id) {
         (Change::Keep, _) | (Change::Delete, None) => {}
         (Change::Put(record), id) => {
-            let json = serde_json::to_string(&record).map_err(|e| Error::Decode(Box::new(e)))?;
+            let bytes = record::encode(&record)?;
             let expires_at = record.expires_at().as_millis();
             match id {
-                Some(id) => index::update(conn, id, &json, expires_at)?,
+                Some(id) => index::update(conn, id, &bytes, expires_at)?,
                 None => {
                     presence.add(email.as_str());
-                    index::insert(conn, stage, email.as_str(), &json, expires_at)?;
+                    index::insert(conn, stage, email.as_str(), &bytes, expires_at)?;
                 }
             }
         }

@@ -81,6 +81,21 @@ const MIGRATIONS: &[&str] = &[
      DROP TABLE outbox;
      ALTER TABLE outbox_v4 RENAME TO outbox;
      CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state = 'pending';",
+    // Ids are handed out by the writer (see `index`): `AUTOINCREMENT`
+    // rewrote a row of `sqlite_sequence` on every insert. Records are
+    // blobs in the layout of `record`; rows from earlier versions keep
+    // their JSON text until their next change.
+    "CREATE TABLE addresses_v5 (
+        id         INTEGER PRIMARY KEY,
+        email      TEXT NOT NULL,
+        record     BLOB NOT NULL,
+        expires_at INTEGER NOT NULL
+     );
+     INSERT INTO addresses_v5 (id, email, record, expires_at)
+        SELECT id, email, record, expires_at FROM addresses;
+     DROP TABLE addresses;
+     ALTER TABLE addresses_v5 RENAME TO addresses;
+     CREATE INDEX addresses_expiry ON addresses (expires_at);",
 ];
 
 /// How long a connection waits for another one's lock (the checkpointer's).

@@ -39,12 +39,13 @@ fn a_second_process_cannot_open_the_same_database() {
     assert!(matches!(second, Err(otpd_sqlite::Error::Locked(_))));
 }
 
-/// A database written by the first schema (addresses keyed by email) keeps
-/// its codes and its queued mails when a newer otpd opens it.
+/// A database written by the first schema (addresses keyed by email, JSON
+/// records) keeps its codes and its queued mails when a newer otpd opens
+/// it, and takes new addresses beside them.
 #[tokio::test]
 async fn a_first_version_database_is_migrated_with_its_records() {
     use otpd_core::policy::{Change, Rules, VerifyCommand, VerifyOutcome};
-    use otpd_core::store::{Outbox, VerifyStore};
+    use otpd_core::store::{IssueStore, Outbox, VerifyStore};
     use otpd_core::{EmailAddress, OtpCode, Timestamp};
 
     let dir = tempfile::tempdir().unwrap();
@@ -117,6 +118,17 @@ async fn a_first_version_database_is_migrated_with_its_records() {
         store.verify(verify).await.unwrap(),
         VerifyOutcome::NoLiveCode(_)
     ));
+
+    let newcomer = EmailAddress::parse("new@example.com").unwrap();
+    let (cmd, mail) = otpd_testkit::issue_request(&keys, rules, &newcomer, &code, now);
+    store.issue(cmd, mail).await.unwrap();
+    let verify = VerifyCommand {
+        email: newcomer.clone(),
+        now,
+        rules,
+        candidate: keys.digest(&newcomer, &code),
+    };
+    assert_eq!(store.verify(verify).await.unwrap(), VerifyOutcome::Verified);
 }
 
 /// A sent mail leaves the outbox; a given-up one stays (for a day) without its code.
