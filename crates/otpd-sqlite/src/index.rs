@@ -146,7 +146,7 @@ impl Stage {
         }
         let next_id = conn.query_row(
             "SELECT max(coalesce((SELECT max(id) FROM addresses), 0),
-                        (SELECT merged_through FROM address_index_state)) + 1",
+                        coalesce((SELECT merged_through FROM address_index_state), 0)) + 1",
             [],
             |row| row.get(0),
         )?;
