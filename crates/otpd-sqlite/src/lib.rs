@@ -48,6 +48,8 @@ pub enum Error {
     Encode(&'static str),
     #[error("the sqlite writer thread has stopped")]
     WriterGone,
+    #[error("the thread emptying the WAL stopped before it finished")]
+    CheckpointThreadGone,
     #[error("the WAL could not be emptied: a reader or writer held it")]
     CheckpointBusy,
     #[error("could not start a sqlite thread")]
@@ -150,7 +152,7 @@ impl SqliteStore {
                 let _ = done.send(checkpoint::truncate(&path));
             })
             .map_err(Error::Spawn)?;
-        finished.await.map_err(|_| Error::WriterGone)??;
+        finished.await.map_err(|_| Error::CheckpointThreadGone)??;
         Ok(())
     }
 
