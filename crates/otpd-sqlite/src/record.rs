@@ -90,10 +90,7 @@ struct Input<'a>(&'a [u8]);
 
 impl<'a> Input<'a> {
     fn bytes(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
-        if n > self.0.len() {
-            return Err("the record ends early");
-        }
-        let (taken, rest) = self.0.split_at(n);
+        let (taken, rest) = self.0.split_at_checked(n).ok_or("the record ends early")?;
         self.0 = rest;
         Ok(taken)
     }
