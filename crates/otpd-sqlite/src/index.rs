@@ -87,16 +87,43 @@ pub fn delete(conn: &Connection, stage: &mut Stage, id: i64, email: &str) -> Res
     unindex(conn, stage, email)
 }
 
-/// Deletes the records that expired by `now`, with their index entries.
-pub fn delete_expired(conn: &Connection, stage: &mut Stage, now: i64) -> Result<usize, Error> {
-    let mut expired = conn.prepare_cached("SELECT email FROM addresses WHERE expires_at <= ?1")?;
-    let mut rows = expired.query([now])?;
+/// How far a sweep got: the records after `after` are left to look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sweep {
+    pub deleted: usize,
+    pub after: Option<i64>,
+}
+
+/// Deletes the records that expired by `now` (with their index entries)
+/// among the next `step` records after id `after`, in id order. A table scan
+/// in steps, so no index on expiry has to take an entry per issued code.
+pub fn delete_expired(
+    conn: &Connection,
+    stage: &mut Stage,
+    now: i64,
+    after: i64,
+    step: usize,
+) -> Result<Sweep, Error> {
+    let mut next = conn.prepare_cached(
+        "SELECT id, email, expires_at FROM addresses WHERE id > ?1 ORDER BY id LIMIT ?2",
+    )?;
+    let mut rows = next.query(params![after, i64::try_from(step).unwrap_or(i64::MAX)])?;
+    let (mut seen, mut last) = (0, after);
+    let mut expired = Vec::new();
     while let Some(row) = rows.next()? {
-        unindex(conn, stage, text(row, 0)?)?;
+        seen += 1;
+        last = row.get(0)?;
+        if row.get::<_, i64>(2)? <= now {
+            expired.push((last, text(row, 1)?.to_owned()));
+        }
     }
-    Ok(conn
-        .prepare_cached("DELETE FROM addresses WHERE expires_at <= ?1")?
-        .execute([now])?)
+    for (id, email) in &expired {
+        delete(conn, stage, *id, email)?;
+    }
+    Ok(Sweep {
+        deleted: expired.len(),
+        after: (seen == step).then_some(last),
+    })
 }
 
 /// Removes `email` from both parts of the index.
@@ -396,7 +423,14 @@ mod tests {
             let (mut conn, mut stage) = open(&path, 5);
             insert_all(&mut conn, &mut stage, 0..20, 1);
             commit(&mut conn, &mut stage, |conn, stage| {
-                assert_eq!(delete_expired(conn, stage, i64::MAX).unwrap(), 20);
+                let swept = delete_expired(conn, stage, i64::MAX, 0, 100).unwrap();
+                assert_eq!(
+                    swept,
+                    Sweep {
+                        deleted: 20,
+                        after: None
+                    }
+                );
             });
             assert!(merged_through(&conn) > 1);
         }
@@ -415,9 +449,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut conn, mut stage) = open(&dir.path().join("i.db"), 5);
         insert_all(&mut conn, &mut stage, 0..20, 1);
-        commit(&mut conn, &mut stage, |conn, stage| {
-            assert_eq!(delete_expired(conn, stage, 9).unwrap(), 10);
-        });
+        // Three records at a time, as the store sweeps them in steps.
+        let mut deleted = 0;
+        let mut after = Some(0);
+        while let Some(from) = after {
+            commit(&mut conn, &mut stage, |conn, stage| {
+                let swept = delete_expired(conn, stage, 9, from, 3).unwrap();
+                deleted += swept.deleted;
+                after = swept.after;
+            });
+        }
+        assert_eq!(deleted, 10);
         assert!((0..10).all(|i| found(&conn, &stage, i).is_none()));
         assert!(all_found(&conn, &stage, 10..20));
         assert_eq!(stage.entries.len() + indexed(&conn), 10);

@@ -91,6 +91,9 @@ pub const DEFAULT_STAGE: usize = 16_384;
 /// How long after a mail was given up its row is kept (for inspection).
 const FINISHED_MAIL_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
+/// Records a sweep looks at per writer job (about a millisecond of its time).
+const SWEEP_STEP: usize = 4096;
+
 /// Cheap to clone; every clone talks to the same writer thread.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -162,15 +165,32 @@ impl SqliteStore {
         let retention_start = now
             .as_millis()
             .saturating_sub(FINISHED_MAIL_RETENTION.as_millis() as i64);
-        let removed = self
+        let mut removed = 0;
+        let mut after = Some(0);
+        // One writer job per step: requests go on between the steps.
+        while let Some(from) = after {
+            let swept = self
+                .writer
+                .run(move |conn, memory| {
+                    index::delete_expired(
+                        conn,
+                        &mut memory.stage,
+                        now.as_millis(),
+                        from,
+                        SWEEP_STEP,
+                    )
+                })
+                .await?;
+            removed += swept.deleted as u64;
+            after = swept.after;
+        }
+        removed += self
             .writer
-            .run(move |conn, memory| {
-                let records = index::delete_expired(conn, &mut memory.stage, now.as_millis())?;
-                let mails = conn.execute(
+            .run(move |conn, _| {
+                Ok(conn.execute(
                     "DELETE FROM outbox WHERE state != 'pending' AND finished_at <= ?1",
                     [retention_start],
-                )?;
-                Ok((records + mails) as u64)
+                )? as u64)
             })
             .await?;
         if self.presence.wants_rebuild() {

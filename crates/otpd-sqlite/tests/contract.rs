@@ -173,3 +173,56 @@ async fn sent_mails_leave_the_outbox_and_given_up_ones_stay_without_their_code()
         .unwrap();
     assert_eq!(rows, [("dead@example.com".into(), "dead".into(), true)]);
 }
+
+/// The sweep looks at the records a few thousand at a time: it deletes every
+/// expired one, whichever step it falls in, and no live one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_deletes_every_expired_record_and_no_live_one() {
+    use otpd_core::policy::{Rules, VerifyCommand, VerifyOutcome, CAP_WINDOW};
+    use otpd_core::store::{IssueStore, VerifyStore};
+    use otpd_core::{EmailAddress, OtpCode, Timestamp};
+
+    let store = store();
+    let keys = otpd_testkit::test_keys();
+    let rules = Rules::default();
+    let code = OtpCode::parse("123456", rules.code_length).unwrap();
+    let first = Timestamp::from_millis(1_700_000_000_000);
+    let later = first.plus(CAP_WINDOW);
+    let issue = |name: String, at: Timestamp| {
+        let (store, keys) = (store.clone(), keys.clone());
+        let code = code.clone();
+        tokio::spawn(async move {
+            let email = EmailAddress::parse(&name).unwrap();
+            let (cmd, mail) = otpd_testkit::issue_request(&keys, rules, &email, &code, at);
+            store.issue(cmd, mail).await.unwrap();
+        })
+    };
+    // Live ones in the middle of the ids too, not only after the expired ones.
+    let mut issued = Vec::new();
+    for i in 0..5_000 {
+        issued.push(issue(format!("old{i}@example.com"), first));
+        if i % 1_000 == 0 {
+            issued.push(issue(format!("new{i}@example.com"), later));
+        }
+    }
+    for task in issued {
+        task.await.unwrap();
+    }
+
+    let swept_at = first
+        .plus(CAP_WINDOW)
+        .plus(std::time::Duration::from_millis(1));
+    assert_eq!(store.sweep(first).await.unwrap(), 0);
+    assert_eq!(store.sweep(swept_at).await.unwrap(), 5_000);
+    assert_eq!(store.sweep(swept_at).await.unwrap(), 0);
+    for i in (0..5_000).step_by(1_000) {
+        let email = EmailAddress::parse(&format!("new{i}@example.com")).unwrap();
+        let verify = VerifyCommand {
+            email: email.clone(),
+            now: later,
+            rules,
+            candidate: keys.digest(&email, &code),
+        };
+        assert_eq!(store.verify(verify).await.unwrap(), VerifyOutcome::Verified);
+    }
+}
