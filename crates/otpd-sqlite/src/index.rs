@@ -95,19 +95,22 @@ pub struct Sweep {
 }
 
 /// Deletes the records that expired by `now` (with their index entries)
-/// among the next `step` records after id `after`, in id order. A table scan
-/// in steps, so no index on expiry has to take an entry per issued code.
+/// among the next `step` records after id `after` and below id `below`, in
+/// id order. A table scan in steps (see `sweep`), so no index on expiry has
+/// to take an entry per issued code.
 pub fn delete_expired(
     conn: &Connection,
     stage: &mut Stage,
     now: i64,
-    after: i64,
+    (after, below): (i64, i64),
     step: usize,
 ) -> Result<Sweep, Error> {
     let mut next = conn.prepare_cached(
-        "SELECT id, email, expires_at FROM addresses WHERE id > ?1 ORDER BY id LIMIT ?2",
+        "SELECT id, email, expires_at FROM addresses WHERE id > ?1 AND id < ?2
+         ORDER BY id LIMIT ?3",
     )?;
-    let mut rows = next.query(params![after, i64::try_from(step).unwrap_or(i64::MAX)])?;
+    let step_sql = i64::try_from(step).unwrap_or(i64::MAX);
+    let mut rows = next.query(params![after, below, step_sql])?;
     let (mut seen, mut last) = (0, after);
     let mut expired = Vec::new();
     while let Some(row) = rows.next()? {
@@ -153,7 +156,7 @@ pub struct Stage {
     /// Entries left staged; merging starts above this many.
     target: usize,
     /// The id of the next new record.
-    next_id: i64,
+    pub next_id: i64,
     round: Round,
     /// Where the round will be once the open transaction commits.
     next_round: Option<Round>,
@@ -423,7 +426,7 @@ mod tests {
             let (mut conn, mut stage) = open(&path, 5);
             insert_all(&mut conn, &mut stage, 0..20, 1);
             commit(&mut conn, &mut stage, |conn, stage| {
-                let swept = delete_expired(conn, stage, i64::MAX, 0, 100).unwrap();
+                let swept = delete_expired(conn, stage, i64::MAX, (0, i64::MAX), 100).unwrap();
                 assert_eq!(
                     swept,
                     Sweep {
@@ -454,7 +457,7 @@ mod tests {
         let mut after = Some(0);
         while let Some(from) = after {
             commit(&mut conn, &mut stage, |conn, stage| {
-                let swept = delete_expired(conn, stage, 9, from, 3).unwrap();
+                let swept = delete_expired(conn, stage, 9, (from, i64::MAX), 3).unwrap();
                 deleted += swept.deleted;
                 after = swept.after;
             });

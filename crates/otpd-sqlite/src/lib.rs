@@ -17,10 +17,11 @@ mod outbox;
 mod presence;
 mod record;
 mod schema;
+mod sweep;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -100,6 +101,7 @@ pub struct SqliteStore {
     writer: Writer<Memory>,
     presence: Arc<Presence>,
     path: Arc<Path>,
+    marks: Arc<Mutex<sweep::Marks>>,
 }
 
 impl SqliteStore {
@@ -140,6 +142,7 @@ impl SqliteStore {
             .map_err(Error::Spawn)?,
             presence,
             path: path.into(),
+            marks: Arc::default(),
         })
     }
 
@@ -165,6 +168,14 @@ impl SqliteStore {
         let retention_start = now
             .as_millis()
             .saturating_sub(FINISHED_MAIL_RETENTION.as_millis() as i64);
+        let next_id = self
+            .writer
+            .run(|_, memory| Ok(memory.stage.next_id))
+            .await?;
+        let below = match self.marks.lock() {
+            Ok(mut marks) => marks.scan_below(now.as_millis(), next_id),
+            Err(_) => i64::MAX,
+        };
         let mut removed = 0;
         let mut after = Some(0);
         // One writer job per step: requests go on between the steps.
@@ -176,7 +187,7 @@ impl SqliteStore {
                         conn,
                         &mut memory.stage,
                         now.as_millis(),
-                        from,
+                        (from, below),
                         SWEEP_STEP,
                     )
                 })
