@@ -92,7 +92,7 @@ pub const DEFAULT_STAGE: usize = 16_384;
 /// How long after a mail was given up its row is kept (for inspection).
 const FINISHED_MAIL_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
-/// Records a sweep looks at per writer job (about a millisecond of its time).
+/// Records a sweep looks at per writer job, so requests go on between its steps.
 const SWEEP_STEP: usize = 4096;
 
 /// Cheap to clone; every clone talks to the same writer thread.
