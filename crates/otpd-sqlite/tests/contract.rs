@@ -174,7 +174,7 @@ async fn sent_mails_leave_the_outbox_and_given_up_ones_stay_without_their_code()
     assert_eq!(rows, [("dead@example.com".into(), "dead".into(), true)]);
 }
 
-/// The sweep looks at the records a few thousand at a time: it deletes every
+/// The sweep looks at the records a thousand at a time: it deletes every
 /// expired one, whichever step it falls in, and no live one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweep_deletes_every_expired_record_and_no_live_one() {
