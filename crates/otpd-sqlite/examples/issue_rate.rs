@@ -1,4 +1,6 @@
-//! The store alone, without HTTP: 64 tasks issuing codes for new addresses.
+//! The store alone, without HTTP: 64 tasks issuing codes for new addresses
+//! while two loops claim and settle the queued mails, as `otpd serve`'s
+//! worker does (without sending them).
 //!
 //!     cargo run --release -p otpd-sqlite --example issue_rate
 
@@ -8,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use otpd_core::policy::Rules;
-use otpd_core::store::IssueStore;
+use otpd_core::store::{IssueStore, Outbox, Settlement};
 use otpd_core::{Clock, CodeKeys, EmailAddress, OtpCode, Secret, SystemClock};
 use secrecy::SecretString;
 
@@ -28,6 +30,10 @@ async fn main() {
         ..Rules::default()
     };
     let start = Instant::now();
+    let done = Arc::new(tokio::sync::Notify::new());
+    let drains: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(drain(store.clone(), done.clone())))
+        .collect();
     let tasks: Vec<_> = (0..TASKS)
         .map(|t| {
             let store = store.clone();
@@ -49,4 +55,42 @@ async fn main() {
     }
     let issued = (TASKS * PER_TASK) as f64;
     println!("{:.0} issues/s", issued / start.elapsed().as_secs_f64());
+    done.notify_waiters();
+    let mut settled = 0;
+    for drain in drains {
+        settled += drain.await.unwrap();
+    }
+    assert_eq!(settled, TASKS * PER_TASK);
+}
+
+/// Claims and settles (as delivered) until `done` and nothing is left;
+/// returns how many mails it settled.
+async fn drain(store: Arc<otpd_sqlite::SqliteStore>, done: Arc<tokio::sync::Notify>) -> usize {
+    let mut settled = 0;
+    let mut finished = std::pin::pin!(done.notified());
+    // Registered now: `notify_waiters` wakes only registered waiters.
+    finished.as_mut().enable();
+    let mut last_round = false;
+    loop {
+        let claimed = store
+            .claim_due(SystemClock.now(), Duration::from_secs(60), 32)
+            .await
+            .unwrap();
+        if claimed.is_empty() {
+            if last_round {
+                return settled;
+            }
+            tokio::select! {
+                () = finished.as_mut() => last_round = true,
+                () = tokio::time::sleep(Duration::from_millis(1)) => {}
+            }
+            continue;
+        }
+        settled += claimed.len();
+        let settlements = claimed
+            .iter()
+            .map(|queued| (queued.id, Settlement::Delivered))
+            .collect();
+        store.settle(settlements).await.unwrap();
+    }
 }

@@ -13,8 +13,10 @@
 
 mod checkpoint;
 mod index;
+mod input;
 mod outbox;
 mod presence;
+mod queued;
 mod record;
 mod schema;
 mod sweep;
@@ -35,6 +37,7 @@ use rusqlite::Connection;
 use index::Stage;
 use outbox::Leases;
 use presence::{Filter, Presence};
+use queued::Queued;
 use writer::Writer;
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +140,7 @@ impl SqliteStore {
                 Memory {
                     stage,
                     leases: Leases::default(),
+                    queued: Queued::default(),
                 },
                 commits,
                 lock,
@@ -246,9 +250,14 @@ fn lock(path: &Path) -> Result<std::fs::File, Error> {
 struct Memory {
     stage: Stage,
     leases: Leases,
+    queued: Queued,
 }
 
 impl writer::State for Memory {
+    fn finish(&mut self, conn: &Connection) -> Result<(), Error> {
+        self.queued.write(conn)
+    }
+
     fn tend(&mut self, conn: &Connection) -> Result<(), Error> {
         self.stage.tend(conn)
     }
@@ -261,6 +270,7 @@ impl writer::State for Memory {
     fn rolled_back(&mut self) {
         self.stage.rolled_back();
         self.leases.rolled_back();
+        self.queued.clear();
     }
 }
 
@@ -348,7 +358,7 @@ impl IssueStore for SqliteStore {
                         cmd.apply(record)
                     })?;
                 if matches!(outcome, IssueOutcome::Issued { .. }) {
-                    outbox::queue(conn, &mail)?;
+                    memory.queued.push(&mail)?;
                 }
                 Ok(outcome)
             })

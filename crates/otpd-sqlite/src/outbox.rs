@@ -1,20 +1,25 @@
 //! The outbox: mails queued with their codes, claimed by the worker, and
 //! settled once sent, retried or given up.
 //!
+//! Mails not tried yet wait in `new_mails`, many to a row (see `queued`);
+//! a mail whose first try fails moves to the `outbox` table, one row each,
+//! with its attempts and its next due time, and stays there until sent or
+//! given up. A claim takes from both, oldest due first.
+//!
 //! A claim writes nothing. Claimed mails are leased in the writer thread's
 //! memory ([`Leases`]); the lock file admits one process per database, so
 //! when that process dies its leases go with it and a restart claims the
 //! mails again at once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use otpd_core::store::{MailId, NewMail, Outbox, OutboxStats, QueuedMail, Settlement, StoreError};
 use otpd_core::{EmailAddress, SealedCode, Timestamp};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::{Error, SqliteStore};
+use crate::{queued, Error, SqliteStore};
 
 /// Mails claimed and not settled yet, with the end of each one's lease.
 #[derive(Default)]
@@ -61,22 +66,12 @@ impl Leases {
     }
 }
 
-const QUEUE: &str =
-    "INSERT INTO outbox (email, sealed, created_at, code_expires_at, next_attempt_at, state)
-     VALUES (?1, ?2, ?3, ?4, ?3, 'pending')";
+/// A mail whose first try failed, due again at `?5`.
+const RETRY_NEW: &str =
+    "INSERT INTO outbox (email, sealed, created_at, code_expires_at, attempts, next_attempt_at, state)
+     VALUES (?1, ?2, ?3, ?4, 1, ?5, 'pending')";
 
-/// Queues `mail`, due at once; part of issuing its code.
-pub fn queue(conn: &Connection, mail: &NewMail) -> Result<(), Error> {
-    conn.prepare_cached(QUEUE)?.execute(params![
-        mail.email.as_str(),
-        mail.sealed.as_bytes(),
-        mail.created_at.as_millis(),
-        mail.code_expires_at.as_millis()
-    ])?;
-    Ok(())
-}
-
-/// A claimed mail as stored.
+/// A claimable mail as stored, in either table.
 struct Row {
     id: i64,
     email: String,
@@ -84,6 +79,169 @@ struct Row {
     created_at: i64,
     code_expires_at: i64,
     attempts: u32,
+    due: i64,
+}
+
+impl Row {
+    fn of_entry(row: i64, entry: &queued::Entry<'_>) -> Self {
+        Self {
+            id: queued::mail_id(row, entry.slot),
+            email: entry.email.to_owned(),
+            sealed: entry.sealed.to_vec(),
+            created_at: entry.created_at,
+            code_expires_at: entry.code_expires_at,
+            attempts: 0,
+            due: entry.created_at,
+        }
+    }
+}
+
+/// When to look: mails due by `due_by`, skipping those leased at `leased_at`.
+#[derive(Clone, Copy)]
+struct Look {
+    due_by: i64,
+    leased_at: i64,
+}
+
+/// Up to `limit` mails of the `outbox` table due and not leased, in due order.
+fn due_retries(
+    conn: &Connection,
+    leases: &Leases,
+    look: Look,
+    limit: usize,
+) -> Result<Vec<Row>, Error> {
+    // Leased mails are due too, and come first: read past them.
+    let wanted = i64::try_from(limit.saturating_add(leases.held.len())).unwrap_or(i64::MAX);
+    let mut statement = conn.prepare_cached(
+        "SELECT id, email, sealed, created_at, code_expires_at, attempts, next_attempt_at
+         FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1
+         ORDER BY next_attempt_at LIMIT ?2",
+    )?;
+    let mut rows = statement.query(params![look.due_by, wanted])?;
+    let mut due = Vec::with_capacity(limit);
+    while due.len() < limit {
+        let Some(row) = rows.next()? else { break };
+        let id: i64 = row.get(0)?;
+        if leases.holds(id, look.leased_at) {
+            continue;
+        }
+        due.push(Row {
+            id,
+            email: row.get(1)?,
+            sealed: row.get(2)?,
+            created_at: row.get(3)?,
+            code_expires_at: row.get(4)?,
+            attempts: row.get(5)?,
+            due: row.get(6)?,
+        });
+    }
+    Ok(due)
+}
+
+/// Up to `limit` mails not tried yet, due (at their creation) and not
+/// leased, in the order they were queued.
+fn due_new(
+    conn: &Connection,
+    leases: &Leases,
+    look: Look,
+    limit: usize,
+) -> Result<Vec<Row>, Error> {
+    let mut statement = conn.prepare_cached("SELECT id, mails FROM new_mails ORDER BY id")?;
+    let mut rows = statement.query([])?;
+    let mut due = Vec::with_capacity(limit);
+    while due.len() < limit {
+        let Some(row) = rows.next()? else { break };
+        let id: i64 = row.get(0)?;
+        let bytes = row
+            .get_ref(1)?
+            .as_blob()
+            .map_err(|e| Error::Decode(Box::new(e)))?;
+        for entry in queued::decode(bytes)? {
+            if entry.created_at <= look.due_by
+                && !leases.holds(queued::mail_id(id, entry.slot), look.leased_at)
+                && due.len() < limit
+            {
+                due.push(Row::of_entry(id, &entry));
+            }
+        }
+    }
+    Ok(due)
+}
+
+/// The first `limit` of two lists sorted by due time, merged in due order.
+fn merge(first: Vec<Row>, second: Vec<Row>, limit: usize) -> Vec<Row> {
+    let mut merged = Vec::with_capacity(limit.min(first.len() + second.len()));
+    let (mut first, mut second) = (first.into_iter().peekable(), second.into_iter().peekable());
+    while merged.len() < limit {
+        let next = match (first.peek(), second.peek()) {
+            (Some(a), Some(b)) if b.due < a.due => second.next(),
+            (Some(_), _) => first.next(),
+            (None, _) => second.next(),
+        };
+        match next {
+            Some(row) => merged.push(row),
+            None => break,
+        }
+    }
+    merged
+}
+
+/// Settles mails of the `new_mails` row `row`: each `settled` slot leaves
+/// the row, to the `outbox` table if it is to be retried or kept as dead;
+/// the row goes once it holds no mail.
+fn settle_new(conn: &Connection, row: i64, settled: &[(u8, Settlement)]) -> Result<(), Error> {
+    let bytes: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT mails FROM new_mails WHERE id = ?1")?
+        .query_row([row], |r| r.get(0))
+        .optional()?;
+    let Some(bytes) = bytes else {
+        return Ok(());
+    };
+    let mut left = Vec::new();
+    for entry in queued::decode(&bytes)? {
+        let settlement = settled
+            .iter()
+            .find(|(slot, _)| *slot == entry.slot)
+            .map(|(_, settlement)| *settlement);
+        match settlement {
+            None => left.push(entry),
+            Some(Settlement::Delivered) => {}
+            Some(Settlement::RetryAt(at)) => {
+                conn.prepare_cached(RETRY_NEW)?.execute(params![
+                    entry.email,
+                    entry.sealed,
+                    entry.created_at,
+                    entry.code_expires_at,
+                    at.as_millis()
+                ])?;
+            }
+            Some(Settlement::Dead) => {
+                conn.prepare_cached(
+                    "INSERT INTO outbox (email, sealed, created_at, code_expires_at, attempts,
+                        next_attempt_at, state, finished_at)
+                     VALUES (?1, NULL, ?2, ?3, 1, ?2, 'dead', strftime('%s', 'now') * 1000)",
+                )?
+                .execute(params![
+                    entry.email,
+                    entry.created_at,
+                    entry.code_expires_at
+                ])?;
+            }
+        }
+    }
+    match left.iter().map(|entry| entry.created_at).min() {
+        None => {
+            conn.prepare_cached("DELETE FROM new_mails WHERE id = ?1")?
+                .execute([row])?;
+        }
+        Some(oldest) => {
+            conn.prepare_cached(
+                "UPDATE new_mails SET mails = ?2, count = ?3, created_at = ?4 WHERE id = ?1",
+            )?
+            .execute(params![row, queued::encode(&left)?, left.len(), oldest])?;
+        }
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -100,33 +258,16 @@ impl Outbox for SqliteStore {
                 let leases = &mut memory.leases;
                 let now_ms = now.as_millis();
                 leases.prune(now_ms);
-                // Leased mails are due too, and come first: read past them.
-                let wanted =
-                    i64::try_from(limit.saturating_add(leases.held.len())).unwrap_or(i64::MAX);
-                let mut statement = conn.prepare_cached(
-                    "SELECT id, email, sealed, created_at, code_expires_at, attempts FROM outbox
-                     WHERE state = 'pending' AND next_attempt_at <= ?1
-                     ORDER BY next_attempt_at LIMIT ?2",
-                )?;
-                let mut rows = statement.query(params![now_ms, wanted])?;
-                let mut claimed = Vec::with_capacity(limit);
-                while let Some(row) = rows.next()? {
-                    let id: i64 = row.get(0)?;
-                    if leases.holds(id, now_ms) {
-                        continue;
-                    }
-                    leases.take(id, now.plus(lease).as_millis());
-                    claimed.push(Row {
-                        id,
-                        email: row.get(1)?,
-                        sealed: row.get(2)?,
-                        created_at: row.get(3)?,
-                        code_expires_at: row.get(4)?,
-                        attempts: row.get(5)?,
-                    });
-                    if claimed.len() == limit {
-                        break;
-                    }
+                let look = Look {
+                    due_by: now_ms,
+                    leased_at: now_ms,
+                };
+                let retries = due_retries(conn, leases, look, limit)?;
+                let new = due_new(conn, leases, look, limit)?;
+                let claimed = merge(retries, new, limit);
+                let until = now.plus(lease).as_millis();
+                for row in &claimed {
+                    leases.take(row.id, until);
                 }
                 Ok(claimed)
             })
@@ -165,13 +306,21 @@ impl Outbox for SqliteStore {
                         finished_at = strftime('%s', 'now') * 1000
                      WHERE id = ?1",
                 )?;
+                let mut new: BTreeMap<i64, Vec<(u8, Settlement)>> = BTreeMap::new();
                 for &(MailId(id), settlement) in &settlements {
+                    memory.leases.release(id);
+                    if let Some((row, slot)) = queued::place(id) {
+                        new.entry(row).or_default().push((slot, settlement));
+                        continue;
+                    }
                     match settlement {
                         Settlement::RetryAt(at) => retry.execute(params![id, at.as_millis()])?,
                         Settlement::Delivered => sent.execute([id])?,
                         Settlement::Dead => dead.execute([id])?,
                     };
-                    memory.leases.release(id);
+                }
+                for (row, settled) in &new {
+                    settle_new(conn, *row, settled)?;
                 }
                 Ok(())
             })
@@ -186,19 +335,16 @@ impl Outbox for SqliteStore {
                 let leases = &memory.leases;
                 // Leased mails keep their due time until they are settled:
                 // the first mail not leased, or the first lease to end.
-                let wanted = i64::try_from(leases.held.len() + 1).unwrap_or(i64::MAX);
-                let mut statement = conn.prepare_cached(
-                    "SELECT id, next_attempt_at FROM outbox WHERE state = 'pending'
-                     ORDER BY next_attempt_at LIMIT ?1",
-                )?;
-                let mut rows = statement.query([wanted])?;
                 let mut due = leases.held.values().copied().min();
-                while let Some(row) = rows.next()? {
-                    if !leases.held.contains_key(&row.get(0)?) {
-                        let at: i64 = row.get(1)?;
-                        due = Some(due.map_or(at, |due| due.min(at)));
-                        break;
-                    }
+                // Every lease held counts, ended or not: a claim prunes them.
+                let look = Look {
+                    due_by: i64::MAX,
+                    leased_at: i64::MIN,
+                };
+                let retries = due_retries(conn, leases, look, 1)?;
+                let new = due_new(conn, leases, look, 1)?;
+                for row in retries.iter().chain(&new) {
+                    due = Some(due.map_or(row.due, |due| due.min(row.due)));
                 }
                 Ok(due.map(Timestamp::from_millis))
             })
@@ -210,11 +356,21 @@ impl Outbox for SqliteStore {
         let stats = self
             .writer
             .run(move |conn, _| {
-                let (depth, oldest): (u64, Option<i64>) = conn
-                    .prepare_cached(
-                        "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE state = 'pending'",
-                    )?
-                    .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                let mut depth = 0;
+                let mut oldest: Option<i64> = None;
+                for sql in [
+                    "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE state = 'pending'",
+                    "SELECT coalesce(SUM(count), 0), MIN(created_at) FROM new_mails",
+                ] {
+                    let (count, first): (u64, Option<i64>) = conn
+                        .prepare_cached(sql)?
+                        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                    depth += count;
+                    oldest = match (oldest, first) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
                 Ok(OutboxStats {
                     depth,
                     oldest_age: oldest
@@ -234,16 +390,16 @@ mod tests {
     use super::*;
     use crate::{schema, Durability};
 
-    /// Once per issued code: the statement must not build a temporary
+    /// Once per failed first try: the statement must not build a temporary
     /// b-tree, as the outbox's CHECK written `state IN (...)` made it do.
     #[test]
-    fn queueing_a_mail_builds_no_temporary_btree() {
+    fn queueing_a_retry_builds_no_temporary_btree() {
         let conn = Connection::open_in_memory().unwrap();
         schema::prepare_writer(&conn, Durability::default()).unwrap();
         let opcodes: Vec<String> = conn
-            .prepare(&format!("EXPLAIN {QUEUE}"))
+            .prepare(&format!("EXPLAIN {RETRY_NEW}"))
             .unwrap()
-            .query_map(params!["a@example.com", [0u8], 1, 2], |row| row.get(1))
+            .query_map(params!["a@example.com", [0u8], 1, 2, 3], |row| row.get(1))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
@@ -251,6 +407,157 @@ mod tests {
         assert!(
             !opcodes.iter().any(|op| op == "OpenEphemeral"),
             "{opcodes:?}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod new_mail_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use otpd_core::EmailAddress;
+
+    use super::*;
+    use crate::queued::Queued;
+    use crate::{schema, Durability};
+
+    const T0: i64 = 1_700_000_000_000;
+
+    fn mail(n: i64) -> NewMail {
+        NewMail {
+            email: EmailAddress::parse(&format!("m{n}@example.com")).unwrap(),
+            sealed: SealedCode::from_bytes(vec![n as u8; 34]),
+            created_at: Timestamp::from_millis(T0 + n),
+            code_expires_at: Timestamp::from_millis(T0 + 300_000),
+        }
+    }
+
+    /// A database with mails 0, 1 and 2 in one `new_mails` row.
+    fn three_in_a_row() -> (Connection, i64) {
+        let conn = Connection::open_in_memory().unwrap();
+        schema::prepare_writer(&conn, Durability::default()).unwrap();
+        let mut queued = Queued::default();
+        for n in 0..3 {
+            queued.push(&mail(n)).unwrap();
+        }
+        queued.write(&conn).unwrap();
+        let row = conn
+            .query_row("SELECT id FROM new_mails", [], |r| r.get(0))
+            .unwrap();
+        (conn, row)
+    }
+
+    fn now() -> Look {
+        Look {
+            due_by: T0 + 10,
+            leased_at: T0 + 10,
+        }
+    }
+
+    fn outbox(conn: &Connection) -> Vec<(String, String, bool, u32, i64)> {
+        conn.prepare(
+            "SELECT email, state, sealed IS NULL, attempts, next_attempt_at FROM outbox ORDER BY id",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
+    fn emails(rows: &[Row]) -> Vec<&str> {
+        rows.iter().map(|row| row.email.as_str()).collect()
+    }
+
+    /// Part of a row is claimed and settled; the rest stays claimable, and
+    /// the row goes with its last mail.
+    #[test]
+    fn a_row_of_new_mails_is_settled_mail_by_mail() {
+        let (conn, row) = three_in_a_row();
+        let mut leases = Leases::default();
+        let first_two = due_new(&conn, &leases, now(), 2).unwrap();
+        assert_eq!(emails(&first_two), ["m0@example.com", "m1@example.com"]);
+        for claimed in &first_two {
+            leases.take(claimed.id, T0 + 60_000);
+        }
+        leases.committed();
+        let rest = due_new(&conn, &leases, now(), 10).unwrap();
+        assert_eq!(emails(&rest), ["m2@example.com"]);
+
+        let retry_at = Timestamp::from_millis(T0 + 5_000);
+        settle_new(
+            &conn,
+            row,
+            &[
+                (0, Settlement::Delivered),
+                (1, Settlement::RetryAt(retry_at)),
+            ],
+        )
+        .unwrap();
+        let (mails, count, created_at): (Vec<u8>, usize, i64) = conn
+            .query_row("SELECT mails, count, created_at FROM new_mails", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        let left = queued::decode(&mails).unwrap();
+        assert_eq!(
+            (left.len(), left[0].slot, left[0].email),
+            (1, 2, "m2@example.com")
+        );
+        assert_eq!((count, created_at), (1, T0 + 2));
+        assert_eq!(
+            outbox(&conn),
+            [(
+                "m1@example.com".into(),
+                "pending".into(),
+                false,
+                1,
+                T0 + 5_000
+            )]
+        );
+
+        settle_new(&conn, row, &[(2, Settlement::Dead)]).unwrap();
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM new_mails", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0);
+        assert_eq!(outbox(&conn)[1].0, "m2@example.com");
+        assert_eq!(
+            (outbox(&conn)[1].1.as_str(), outbox(&conn)[1].2),
+            ("dead", true)
+        );
+        // Settling a row that is gone changes nothing.
+        settle_new(&conn, row, &[(2, Settlement::Delivered)]).unwrap();
+        assert_eq!(outbox(&conn).len(), 2);
+    }
+
+    /// Retries and new mails are claimed together, oldest due first.
+    #[test]
+    fn claims_take_retries_and_new_mails_in_due_order() {
+        let (conn, row) = three_in_a_row();
+        let retry_at = Timestamp::from_millis(T0 + 1);
+        settle_new(&conn, row, &[(0, Settlement::RetryAt(retry_at))]).unwrap();
+        let leases = Leases::default();
+        let claimed = merge(
+            due_retries(&conn, &leases, now(), 3).unwrap(),
+            due_new(&conn, &leases, now(), 3).unwrap(),
+            3,
+        );
+        // m1 (due T0+1, queued) ties with m0's retry (due T0+1): the retry first.
+        assert_eq!(
+            emails(&claimed),
+            ["m0@example.com", "m1@example.com", "m2@example.com"]
+        );
+        assert_eq!(claimed[0].attempts, 1);
+        assert!(claimed[0].id > 0 && claimed[1].id < 0);
+        let early = Look {
+            due_by: T0,
+            leased_at: T0,
+        };
+        assert!(due_retries(&conn, &leases, early, 3).unwrap().is_empty());
+        assert_eq!(
+            emails(&due_new(&conn, &leases, early, 3).unwrap()),
+            [] as [&str; 0]
         );
     }
 }

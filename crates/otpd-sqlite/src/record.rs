@@ -15,9 +15,10 @@
 //! layout by their next change.
 
 use otpd_core::policy::{AddressRecord, LiveCode};
-use otpd_core::{CodeDigest, Timestamp};
+use otpd_core::CodeDigest;
 use rusqlite::types::Value;
 
+use crate::input::Input;
 use crate::Error;
 
 const VERSION: u8 = 1;
@@ -85,43 +86,11 @@ fn read(bytes: &[u8]) -> Result<AddressRecord, &'static str> {
     }
 }
 
-/// What is left to read.
-struct Input<'a>(&'a [u8]);
-
-impl<'a> Input<'a> {
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
-        let (taken, rest) = self.0.split_at_checked(n).ok_or("the record ends early")?;
-        self.0 = rest;
-        Ok(taken)
-    }
-
-    fn take<const N: usize>(&mut self) -> Result<[u8; N], &'static str> {
-        let (taken, rest) = self
-            .0
-            .split_first_chunk::<N>()
-            .ok_or("the record ends early")?;
-        self.0 = rest;
-        Ok(*taken)
-    }
-
-    /// A count of entries of at least `min_size` bytes each: never more
-    /// than what is left could hold, so a corrupt count allocates nothing.
-    fn len(&mut self, min_size: usize) -> Result<usize, &'static str> {
-        let n = u32::from_le_bytes(self.take()?) as usize;
-        match n.checked_mul(min_size) {
-            Some(size) if size <= self.0.len() => Ok(n),
-            _ => Err("the record ends early"),
-        }
-    }
-
-    fn timestamp(&mut self) -> Result<Timestamp, &'static str> {
-        Ok(Timestamp::from_millis(i64::from_le_bytes(self.take()?)))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
+    use otpd_core::Timestamp;
 
     use super::*;
 

@@ -100,6 +100,14 @@ const MIGRATIONS: &[&str] = &[
     // index took an entry per issued code, a tenth of the writer's
     // instructions and an eighth of the WAL's frames, for a once-a-minute job.
     "DROP INDEX addresses_expiry;",
+    // Mails not tried yet, one row per commit (see `queued`): the outbox
+    // took a row and a due-index entry per code, deleted again at once.
+    "CREATE TABLE new_mails (
+        id         INTEGER PRIMARY KEY,
+        mails      BLOB NOT NULL,
+        count      INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+     );",
 ];
 
 /// How long a connection waits for another one's lock (the checkpointer's).

@@ -28,6 +28,11 @@ pub const QUEUE_CAPACITY: usize = 4096;
 
 /// Memory the writer thread keeps beside the database, changed by jobs.
 pub trait State: Send + 'static {
+    /// Runs after the jobs of every transaction: writes what they left in
+    /// memory for the database. If it fails, their writes are rolled back.
+    fn finish(&mut self, _conn: &Connection) -> Result<(), Error> {
+        Ok(())
+    }
     /// Runs last in every batch's transaction (upkeep that rides on its commit).
     fn tend(&mut self, conn: &Connection) -> Result<(), Error>;
     /// The changes made since the last call were committed.
@@ -176,6 +181,12 @@ fn commit_together<S: State>(
         })?;
     let mut succeeded = jobs.iter_mut().all(|job| job.run(&tx, state));
     if succeeded {
+        if let Err(e) = state.finish(&tx) {
+            tracing::warn!(error = %e, "a batch could not be finished; it is committed job by job");
+            succeeded = false;
+        }
+    }
+    if succeeded {
         if let Err(e) = state.tend(&tx) {
             tracing::warn!(error = %e, "sqlite upkeep failed; the batch is committed job by job");
             succeeded = false;
@@ -201,6 +212,10 @@ fn commit_alone<S: State>(
     if !job.run(&tx, state) {
         roll_back(tx, state);
         return Ok(());
+    }
+    if let Err(e) = state.finish(&tx) {
+        roll_back(tx, state);
+        return Err(e);
     }
     Ok(commit(tx, state)?)
 }

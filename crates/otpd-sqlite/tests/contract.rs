@@ -163,8 +163,12 @@ async fn sent_mails_leave_the_outbox_and_given_up_ones_stay_without_their_code()
         .collect();
     store.settle(settlements).await.unwrap();
 
-    let rows: Vec<(String, String, bool)> = rusqlite::Connection::open(&path)
-        .unwrap()
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let not_tried: i64 = db
+        .query_row("SELECT COUNT(*) FROM new_mails", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(not_tried, 0);
+    let rows: Vec<(String, String, bool)> = db
         .prepare("SELECT email, state, sealed IS NULL FROM outbox")
         .unwrap()
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
