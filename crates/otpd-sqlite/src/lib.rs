@@ -304,7 +304,8 @@ fn transition<T>(
     apply: impl FnOnce(Option<AddressRecord>) -> Transition<T>,
 ) -> Result<T, Error> {
     // Most codes go to addresses without a record; the filter knows them.
-    let stored = match presence.may_hold(email.as_str()) {
+    let probe = presence.probe(email.as_str());
+    let stored = match probe.may_hold() {
         true => load_record(conn, stage, email)?,
         false => None,
     };
@@ -318,7 +319,7 @@ fn transition<T>(
             match id {
                 Some(id) => index::update(conn, id, &bytes, expires_at)?,
                 None => {
-                    presence.add(email.as_str());
+                    presence.add(&probe);
                     index::insert(conn, stage, email.as_str(), &bytes, expires_at)?;
                 }
             }

@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 /// 2^23 bits: 1 MiB. Four hashes keep false positives near 0.2 % with
 /// half a million addresses, 2 % with a million.
 const BITS_LOG2: u32 = 23;
-const HASHES: u64 = 4;
+const HASHES: usize = 4;
 /// Addresses added since the last rebuild that make the next sweep rebuild.
 const REBUILD_AFTER: usize = 1 << 19;
 
@@ -41,22 +41,44 @@ impl Filter {
     }
 
     /// The bit positions of `email` (double hashing).
-    fn positions(&self, email: &str) -> impl Iterator<Item = usize> {
+    fn positions(&self, email: &str) -> [usize; HASHES] {
         let hash = self.hasher.hash_one(email);
         let (h1, h2) = (hash & 0xffff_ffff, (hash >> 32) | 1);
         let mask = (1u64 << BITS_LOG2) - 1;
-        (0..HASHES).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) & mask) as usize)
+        std::array::from_fn(|i| (h1.wrapping_add((i as u64).wrapping_mul(h2)) & mask) as usize)
     }
 
     pub fn insert(&self, email: &str) {
-        for bit in self.positions(email) {
+        self.set(&self.positions(email));
+    }
+
+    fn set(&self, positions: &[usize]) {
+        for bit in positions {
             self.words[bit / 64].fetch_or(1 << (bit % 64), Ordering::Release);
         }
     }
 
-    fn may_hold(&self, email: &str) -> bool {
-        self.positions(email)
+    fn all_set(&self, positions: &[usize]) -> bool {
+        positions
+            .iter()
             .all(|bit| self.words[bit / 64].load(Ordering::Acquire) & (1 << (bit % 64)) != 0)
+    }
+}
+
+/// An address's bits in the filter of the moment: hashed once for a check
+/// and, if the writer then stores a record, an add.
+pub struct Probe {
+    /// None if the lock was poisoned: "maybe", and nothing to add to.
+    filter: Option<Arc<Filter>>,
+    positions: [usize; HASHES],
+}
+
+impl Probe {
+    /// False only if the address has no record.
+    pub fn may_hold(&self) -> bool {
+        self.filter
+            .as_ref()
+            .is_none_or(|filter| filter.all_set(&self.positions))
     }
 }
 
@@ -78,17 +100,26 @@ impl Presence {
         self.bits.read().ok().map(|bits| Arc::clone(&bits))
     }
 
-    /// Only the writer thread adds, before committing the record.
-    pub fn add(&self, email: &str) {
-        if let Some(bits) = self.current() {
-            bits.insert(email);
+    pub fn probe(&self, email: &str) -> Probe {
+        let filter = self.current();
+        let positions = filter
+            .as_ref()
+            .map_or([0; HASHES], |filter| filter.positions(email));
+        Probe { filter, positions }
+    }
+
+    /// Only the writer thread adds, before committing the record; the
+    /// filter is replaced on that thread too, so `probe`'s is still current.
+    pub fn add(&self, probe: &Probe) {
+        if let Some(filter) = &probe.filter {
+            filter.set(&probe.positions);
             self.added_since_rebuild.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// False only if `email` has no record. A poisoned lock says "maybe".
     pub fn may_hold(&self, email: &str) -> bool {
-        self.current().is_none_or(|bits| bits.may_hold(email))
+        self.probe(email).may_hold()
     }
 
     pub fn wants_rebuild(&self) -> bool {
@@ -122,7 +153,7 @@ mod tests {
         let presence = Presence::new(filter_of(&["a@example.com"]));
         let added: Vec<String> = (0..10_000).map(|i| format!("u{i}@example.com")).collect();
         for email in &added {
-            presence.add(email);
+            presence.add(&presence.probe(email));
         }
         assert!(presence.may_hold("a@example.com"));
         assert!(added.iter().all(|email| presence.may_hold(email)));
@@ -132,7 +163,7 @@ mod tests {
     fn most_other_addresses_are_not_held() {
         let presence = Presence::new(Filter::new());
         for i in 0..100_000 {
-            presence.add(&format!("u{i}@example.com"));
+            presence.add(&presence.probe(&format!("u{i}@example.com")));
         }
         let false_positives = (0..100_000)
             .filter(|i| presence.may_hold(&format!("other{i}@example.com")))
