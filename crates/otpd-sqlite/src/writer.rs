@@ -250,6 +250,13 @@ mod tests {
     }
 
     impl State for Seen {
+        /// Writes the values the open transaction's jobs pushed to `f`.
+        fn finish(&mut self, conn: &Connection) -> Result<(), Error> {
+            for x in &self.open {
+                conn.execute("INSERT INTO f VALUES (?1)", [x])?;
+            }
+            Ok(())
+        }
         fn tend(&mut self, _: &Connection) -> Result<(), Error> {
             Ok(())
         }
@@ -261,22 +268,31 @@ mod tests {
         }
     }
 
-    fn count(conn: &Connection, value: i64) -> Result<i64, Error> {
-        Ok(
-            conn.query_row("SELECT COUNT(*) FROM t WHERE x = ?1", [value], |row| {
-                row.get(0)
-            })?,
-        )
+    fn count(conn: &Connection, table: &str, value: i64) -> Result<i64, Error> {
+        Ok(conn.query_row(
+            &format!("SELECT COUNT(*) FROM {table} WHERE x = ?1"),
+            [value],
+            |row| row.get(0),
+        )?)
+    }
+
+    fn counts(conn: &Connection, table: &str) -> Result<(i64, i64, i64), Error> {
+        Ok((
+            count(conn, table, 1)?,
+            count(conn, table, 2)?,
+            count(conn, table, 3)?,
+        ))
     }
 
     /// Three jobs queued behind a held writer share one transaction; the
-    /// middle one fails after writing, and only its write (to the database
-    /// and to the writer's state) is undone.
+    /// middle one fails after writing, and only its writes (to the database,
+    /// to the writer's state, and the finish step's for it) are undone.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_job_leaves_the_jobs_of_its_batch_committed() {
         let dir = tempfile::tempdir().unwrap();
         let conn = Connection::open(dir.path().join("w.db")).unwrap();
-        conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER); CREATE TABLE f (x INTEGER);")
+            .unwrap();
         let (commits, _committed) = std::sync::mpsc::sync_channel(64);
         let lock = std::fs::File::create(dir.path().join("w.lock")).unwrap();
         let writer = Writer::spawn(conn, Seen::default(), commits, lock).unwrap();
@@ -323,10 +339,11 @@ mod tests {
         assert!(second.await.unwrap().is_err());
         assert_eq!(third.await.unwrap().unwrap(), 3);
         let counts = writer
-            .run(|conn, _| Ok((count(conn, 1)?, count(conn, 2)?, count(conn, 3)?)))
+            .run(|conn, _| Ok((counts(conn, "t")?, counts(conn, "f")?)))
             .await
             .unwrap();
-        assert_eq!(counts, (1, 0, 1));
+        // What the finish step wrote for the jobs is committed with them, once.
+        assert_eq!(counts, ((1, 0, 1), (1, 0, 1)));
         let mut seen = writer
             .run(|_, seen| Ok(seen.committed.clone()))
             .await
