@@ -157,9 +157,11 @@ fn due_new(
             .as_blob()
             .map_err(|e| Error::Decode(Box::new(e)))?;
         for entry in queued::decode(bytes)? {
+            if due.len() == limit {
+                break;
+            }
             if entry.created_at <= look.due_by
                 && !leases.holds(queued::mail_id(id, entry.slot), look.leased_at)
-                && due.len() < limit
             {
                 due.push(Row::of_entry(id, &entry));
             }
@@ -297,17 +299,8 @@ impl Outbox for SqliteStore {
     async fn settle(&self, settlements: Vec<(MailId, Settlement)>) -> Result<(), StoreError> {
         self.writer
             .run(move |conn, memory| {
-                let mut retry = conn.prepare_cached(
-                    "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2 WHERE id = ?1",
-                )?;
-                // A sent mail leaves the outbox (its log line is the record).
-                let mut sent = conn.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
-                // The sealed code is erased; the row stays a while for inspection.
-                let mut dead = conn.prepare_cached(
-                    "UPDATE outbox SET state = 'dead', sealed = NULL,
-                        finished_at = strftime('%s', 'now') * 1000
-                     WHERE id = ?1",
-                )?;
+                // Most settled mails are new ones; these statements are for
+                // the `outbox` table's, prepared only when one comes.
                 let mut new: BTreeMap<i64, Vec<(u8, Settlement)>> = BTreeMap::new();
                 for &(MailId(id), settlement) in &settlements {
                     memory.leases.release(id);
@@ -316,9 +309,24 @@ impl Outbox for SqliteStore {
                         continue;
                     }
                     match settlement {
-                        Settlement::RetryAt(at) => retry.execute(params![id, at.as_millis()])?,
-                        Settlement::Delivered => sent.execute([id])?,
-                        Settlement::Dead => dead.execute([id])?,
+                        Settlement::RetryAt(at) => conn
+                            .prepare_cached(
+                                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2
+                                 WHERE id = ?1",
+                            )?
+                            .execute(params![id, at.as_millis()])?,
+                        // A sent mail leaves the outbox (its log line is the record).
+                        Settlement::Delivered => conn
+                            .prepare_cached("DELETE FROM outbox WHERE id = ?1")?
+                            .execute([id])?,
+                        // The sealed code is erased; the row stays a while for inspection.
+                        Settlement::Dead => conn
+                            .prepare_cached(
+                                "UPDATE outbox SET state = 'dead', sealed = NULL,
+                                    finished_at = strftime('%s', 'now') * 1000
+                                 WHERE id = ?1",
+                            )?
+                            .execute([id])?,
                     };
                 }
                 for (row, settled) in &new {
