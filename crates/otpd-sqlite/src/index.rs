@@ -1,12 +1,14 @@
 //! Finding an address's record through an email index written in bulk.
 //!
 //! Records are appended to `addresses` in the order addresses first get a
-//! code. A new address is found through the [`Stage`], a sorted map in the
-//! writer thread's memory, and joins the on-disk `address_index` later, when
-//! [`Stage::tend`] merges the staged entries of one key range. A page of the
-//! on-disk index then takes many new entries at once, where an insert per
-//! new address dirtied a page of its own (two thirds of the WAL written per
-//! code).
+//! code. Both parts of the email index map the address's key (a keyed
+//! 64-bit hash, see [`keyed`](crate::keyed)) to record ids; a match counts
+//! once the record's stored address is the one asked for. A new address is
+//! found through the [`Stage`], a sorted set in the writer thread's memory,
+//! and joins the on-disk `address_index` later, when [`Stage::tend`] merges
+//! the staged entries of one key range. A page of the on-disk index then
+//! takes many new entries at once, where an insert per new address dirtied
+//! a page of its own (two thirds of the WAL written per code).
 //!
 //! Staged entries survive the process: every record with an id above
 //! `address_index_state.merged_through` is staged again when the store
@@ -17,17 +19,21 @@
 //! mark is always one that may still be staged only. (`AUTOINCREMENT` did
 //! the same by rewriting a row of `sqlite_sequence` on every insert.)
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::ops::Bound;
 
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::keyed::Keyer;
 use crate::writer::State;
 use crate::{text, Error};
 
 /// Entries merged at most by one step, so a step stays short for the writer.
 const MAX_STEP: usize = 1024;
+
+/// An entry of either part of the index: the address's key, the record's id.
+type Entry = (i64, i64);
 
 /// A record found by email: its row and its stored form.
 pub struct Found {
@@ -42,18 +48,23 @@ pub fn find(conn: &Connection, stage: &Stage, email: &str) -> Result<Option<Foun
             record: row.get(1)?,
         })
     };
-    Ok(match stage.entries.get(email) {
-        Some(&id) => conn
-            .prepare_cached("SELECT id, record FROM addresses WHERE id = ?1")?
-            .query_row([id], row),
-        None => conn
-            .prepare_cached(
-                "SELECT a.id, a.record FROM address_index i JOIN addresses a ON a.id = i.id
-                 WHERE i.email = ?1",
-            )?
-            .query_row([email], row),
+    let key = stage.keyer.key(email);
+    for &(_, id) in stage.entries.range((key, i64::MIN)..=(key, i64::MAX)) {
+        let found = conn
+            .prepare_cached("SELECT id, record FROM addresses WHERE id = ?1 AND email = ?2")?
+            .query_row(params![id, email], row)
+            .optional()?;
+        if found.is_some() {
+            return Ok(found);
+        }
     }
-    .optional()?)
+    Ok(conn
+        .prepare_cached(
+            "SELECT a.id, a.record FROM address_index i JOIN addresses a ON a.id = i.id
+             WHERE i.hash = ?1 AND a.email = ?2",
+        )?
+        .query_row(params![key, email], row)
+        .optional()?)
 }
 
 /// Stores a record for an address that has none; the caller checked with [`find`].
@@ -71,7 +82,8 @@ pub fn insert(
     .execute(params![id, email, record, expires_at])?;
     // Not taken back on a rollback: an id skipped is never a problem.
     stage.next_id += 1;
-    stage.put(email.into(), id);
+    let key = stage.keyer.key(email);
+    stage.put((key, id));
     Ok(())
 }
 
@@ -81,10 +93,16 @@ pub fn update(conn: &Connection, id: i64, record: &[u8], expires_at: i64) -> Res
     Ok(())
 }
 
+/// Deletes the record `id` of `email` and its entry.
 pub fn delete(conn: &Connection, stage: &mut Stage, id: i64, email: &str) -> Result<(), Error> {
     conn.prepare_cached("DELETE FROM addresses WHERE id = ?1")?
         .execute([id])?;
-    unindex(conn, stage, email)
+    let entry = (stage.keyer.key(email), id);
+    // Re-staged after a restart, an entry can be in both parts.
+    stage.take(entry);
+    conn.prepare_cached("DELETE FROM address_index WHERE hash = ?1 AND id = ?2")?
+        .execute([entry.0, entry.1])?;
+    Ok(())
 }
 
 /// How far a sweep got: the records after `after` are left to look at.
@@ -129,32 +147,25 @@ pub fn delete_expired(
     })
 }
 
-/// Removes `email` from both parts of the index.
-fn unindex(conn: &Connection, stage: &mut Stage, email: &str) -> Result<(), Error> {
-    stage.take(email);
-    conn.prepare_cached("DELETE FROM address_index WHERE email = ?1")?
-        .execute([email])?;
-    Ok(())
-}
-
 /// Where a round of merging is.
-#[derive(Clone, Default)]
+#[derive(Clone, Copy, Default)]
 struct Round {
-    /// The last key merged; `None` before the round's first step.
-    cursor: Option<Box<str>>,
+    /// The last entry merged; `None` before the round's first step.
+    cursor: Option<Entry>,
     /// The highest record id when the round began.
     mark: i64,
 }
 
 /// The staged part of the email index, kept by the writer thread.
 pub struct Stage {
-    /// Email to record id, for records not (known to be) in `address_index`.
-    entries: BTreeMap<Box<str>, i64>,
+    /// Entries of records not (known to be) in `address_index`.
+    entries: BTreeSet<Entry>,
     /// How to undo the changes of the open transaction, oldest first: each
-    /// key with the value it had before.
-    undo: Vec<(Box<str>, Option<i64>)>,
+    /// entry, and whether it was put (else taken).
+    undo: Vec<(Entry, bool)>,
     /// Entries left staged; merging starts above this many.
     target: usize,
+    keyer: Keyer,
     /// The id of the next new record.
     pub next_id: i64,
     round: Round,
@@ -165,14 +176,15 @@ pub struct Stage {
 impl Stage {
     /// Stages every record not merged yet.
     pub fn open(conn: &Connection, target: usize) -> Result<Self, Error> {
-        let mut entries = BTreeMap::new();
+        let keyer = Keyer::load(conn)?;
+        let mut entries = BTreeSet::new();
         let mut statement = conn.prepare(
             "SELECT email, id FROM addresses
              WHERE id > (SELECT merged_through FROM address_index_state)",
         )?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
-            entries.insert(text(row, 0)?.into(), row.get(1)?);
+            entries.insert((keyer.key(text(row, 0)?), row.get(1)?));
         }
         let next_id = conn.query_row(
             "SELECT max(coalesce((SELECT max(id) FROM addresses), 0),
@@ -184,20 +196,22 @@ impl Stage {
             entries,
             undo: Vec::new(),
             target,
+            keyer,
             next_id,
             round: Round::default(),
             next_round: None,
         })
     }
 
-    fn put(&mut self, email: Box<str>, id: i64) {
-        let before = self.entries.insert(email.clone(), id);
-        self.undo.push((email, before));
+    fn put(&mut self, entry: Entry) {
+        if self.entries.insert(entry) {
+            self.undo.push((entry, true));
+        }
     }
 
-    fn take(&mut self, email: &str) {
-        if let Some((email, id)) = self.entries.remove_entry(email) {
-            self.undo.push((email, Some(id)));
+    fn take(&mut self, entry: Entry) {
+        if self.entries.remove(&entry) {
+            self.undo.push((entry, false));
         }
     }
 }
@@ -216,22 +230,21 @@ impl State for Stage {
                 .prepare_cached("SELECT coalesce(max(id), 0) FROM addresses")?
                 .query_row([], |row| row.get(0))?,
         };
-        let after = match &self.round.cursor {
-            Some(cursor) => Bound::Excluded(&**cursor),
+        let after = match self.round.cursor {
+            Some(cursor) => Bound::Excluded(cursor),
             None => Bound::Unbounded,
         };
-        let merged: Vec<(Box<str>, i64)> = self
+        let merged: Vec<Entry> = self
             .entries
-            .range::<str, _>((after, Bound::Unbounded))
+            .range((after, Bound::Unbounded))
             .take(step)
-            .map(|(email, &id)| (email.clone(), id))
+            .copied()
             .collect();
         let mut index = conn.prepare_cached(
-            "INSERT INTO address_index (email, id) VALUES (?1, ?2)
-             ON CONFLICT (email) DO UPDATE SET id = excluded.id",
+            "INSERT INTO address_index (hash, id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
         )?;
-        for (email, id) in &merged {
-            index.execute(params![&**email, id])?;
+        for (key, id) in &merged {
+            index.execute([key, id])?;
         }
         let next = match merged.len() < step {
             true => {
@@ -240,12 +253,12 @@ impl State for Stage {
                 Round::default()
             }
             false => Round {
-                cursor: merged.last().map(|(email, _)| email.clone()),
+                cursor: merged.last().copied(),
                 mark,
             },
         };
-        for (email, _) in &merged {
-            self.take(email);
+        for entry in merged {
+            self.take(entry);
         }
         self.next_round = Some(next);
         Ok(())
@@ -259,10 +272,10 @@ impl State for Stage {
     }
 
     fn rolled_back(&mut self) {
-        while let Some((email, before)) = self.undo.pop() {
-            match before {
-                Some(id) => self.entries.insert(email, id),
-                None => self.entries.remove(&email),
+        while let Some((entry, put)) = self.undo.pop() {
+            match put {
+                true => self.entries.remove(&entry),
+                false => self.entries.insert(entry),
             };
         }
         self.next_round = None;
@@ -358,6 +371,30 @@ mod tests {
         assert_eq!(found(&conn, &stage, 2_000), None);
     }
 
+    /// Addresses that share a key are told apart by their records, in the
+    /// stage, on disk and across both.
+    #[test]
+    fn addresses_with_the_same_key_find_their_own_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut conn, mut stage) = open(&dir.path().join("i.db"), 20);
+        stage.keyer = stage.keyer.clone().colliding();
+        insert_all(&mut conn, &mut stage, 0..100, 7);
+        assert!(indexed(&conn) >= 80 && !stage.entries.is_empty());
+        assert!(all_found(&conn, &stage, 0..100));
+        assert_eq!(found(&conn, &stage, 100), None);
+        commit(&mut conn, &mut stage, |conn, stage| {
+            for i in [0, 50, 99] {
+                let id = find(conn, stage, &email(i)).unwrap().unwrap().id;
+                delete(conn, stage, id, &email(i)).unwrap();
+            }
+        });
+        assert!([0, 50, 99]
+            .iter()
+            .all(|&i| found(&conn, &stage, i).is_none()));
+        assert!(all_found(&conn, &stage, 1..50) && all_found(&conn, &stage, 51..99));
+        assert_eq!(stage.entries.len() + indexed(&conn), 97);
+    }
+
     #[test]
     fn records_staged_when_the_process_stopped_are_found_after_reopening() {
         let dir = tempfile::tempdir().unwrap();
@@ -379,7 +416,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut conn, mut stage) = open(&dir.path().join("i.db"), 5);
         insert_all(&mut conn, &mut stage, 0..20, 3);
-        let (entries, cursor) = (stage.entries.clone(), stage.round.cursor.clone());
+        let (entries, cursor) = (stage.entries.clone(), stage.round.cursor);
         {
             let tx = conn.transaction().unwrap();
             insert(&tx, &mut stage, &email(20), b"r20", 0).unwrap();

@@ -14,6 +14,7 @@
 mod checkpoint;
 mod index;
 mod input;
+mod keyed;
 mod outbox;
 mod presence;
 mod queued;
@@ -90,7 +91,7 @@ impl From<Error> for StoreError {
 
 /// New addresses indexed in memory before they are merged into the on-disk
 /// email index: enough that a merge puts many entries on each index page.
-pub const DEFAULT_STAGE: usize = 16_384;
+pub const DEFAULT_STAGE: usize = 65_536;
 
 /// How long after a mail was given up its row is kept (for inspection).
 const FINISHED_MAIL_RETENTION: Duration = Duration::from_secs(24 * 3600);
