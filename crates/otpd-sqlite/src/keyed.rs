@@ -56,7 +56,7 @@ impl Keyer {
     }
 }
 
-/// Migration 8's second half: gives the database its hash key and rebuilds
+/// Migration 8: gives the database its hash key and rebuilds
 /// `address_index` keyed by hash, in key order (appends to the b-tree).
 pub fn rekey_index(conn: &Connection) -> Result<(), Error> {
     conn.execute_batch(&format!(
