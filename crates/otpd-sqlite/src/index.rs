@@ -35,20 +35,27 @@ const MAX_STEP: usize = 1024;
 /// An entry of either part of the index: the address's key, the record's id.
 type Entry = (i64, i64);
 
+/// An address with its key, hashed once for all the index's uses in a job.
+#[derive(Clone, Copy)]
+pub struct Address<'a> {
+    email: &'a str,
+    key: i64,
+}
+
 /// A record found by email: its row and its stored form.
 pub struct Found {
     pub id: i64,
     pub record: Value,
 }
 
-pub fn find(conn: &Connection, stage: &Stage, email: &str) -> Result<Option<Found>, Error> {
+pub fn find(conn: &Connection, stage: &Stage, address: Address) -> Result<Option<Found>, Error> {
+    let Address { email, key } = address;
     let row = |row: &rusqlite::Row| {
         Ok(Found {
             id: row.get(0)?,
             record: row.get(1)?,
         })
     };
-    let key = stage.keyer.key(email);
     for &(_, id) in stage.entries.range((key, i64::MIN)..=(key, i64::MAX)) {
         let found = conn
             .prepare_cached("SELECT id, record FROM addresses WHERE id = ?1 AND email = ?2")?
@@ -71,7 +78,7 @@ pub fn find(conn: &Connection, stage: &Stage, email: &str) -> Result<Option<Foun
 pub fn insert(
     conn: &Connection,
     stage: &mut Stage,
-    email: &str,
+    address: Address,
     record: &[u8],
     expires_at: i64,
 ) -> Result<(), Error> {
@@ -79,11 +86,10 @@ pub fn insert(
     conn.prepare_cached(
         "INSERT INTO addresses (id, email, record, expires_at) VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![id, email, record, expires_at])?;
+    .execute(params![id, address.email, record, expires_at])?;
     // Not taken back on a rollback: an id skipped is never a problem.
     stage.next_id += 1;
-    let key = stage.keyer.key(email);
-    stage.put((key, id));
+    stage.put((address.key, id));
     Ok(())
 }
 
@@ -93,11 +99,16 @@ pub fn update(conn: &Connection, id: i64, record: &[u8], expires_at: i64) -> Res
     Ok(())
 }
 
-/// Deletes the record `id` of `email` and its entry.
-pub fn delete(conn: &Connection, stage: &mut Stage, id: i64, email: &str) -> Result<(), Error> {
+/// Deletes the record `id` of `address` and its entry.
+pub fn delete(
+    conn: &Connection,
+    stage: &mut Stage,
+    id: i64,
+    address: Address,
+) -> Result<(), Error> {
     conn.prepare_cached("DELETE FROM addresses WHERE id = ?1")?
         .execute([id])?;
-    let entry = (stage.keyer.key(email), id);
+    let entry = (address.key, id);
     // Re-staged after a restart, an entry can be in both parts.
     stage.take(entry);
     conn.prepare_cached("DELETE FROM address_index WHERE hash = ?1 AND id = ?2")?
@@ -139,7 +150,8 @@ pub fn delete_expired(
         }
     }
     for (id, email) in &expired {
-        delete(conn, stage, *id, email)?;
+        let address = stage.address(email);
+        delete(conn, stage, *id, address)?;
     }
     Ok(Sweep {
         deleted: expired.len(),
@@ -201,6 +213,14 @@ impl Stage {
             round: Round::default(),
             next_round: None,
         })
+    }
+
+    /// `email` with its key in this database's index.
+    pub fn address<'a>(&self, email: &'a str) -> Address<'a> {
+        Address {
+            email,
+            key: self.keyer.key(email),
+        }
     }
 
     fn put(&mut self, entry: Entry) {
@@ -327,7 +347,9 @@ mod tests {
         for chunk in all.chunks(per_commit) {
             commit(conn, stage, |conn, stage| {
                 for &i in chunk {
-                    insert(conn, stage, &email(i), format!("r{i}").as_bytes(), i as i64).unwrap();
+                    let text = email(i);
+                    let address = stage.address(&text);
+                    insert(conn, stage, address, format!("r{i}").as_bytes(), i as i64).unwrap();
                 }
             });
         }
@@ -346,7 +368,7 @@ mod tests {
     }
 
     fn found(conn: &Connection, stage: &Stage, i: usize) -> Option<String> {
-        find(conn, stage, &email(i))
+        find(conn, stage, stage.address(&email(i)))
             .unwrap()
             .map(|found| match found.record {
                 Value::Blob(bytes) => String::from_utf8(bytes).unwrap(),
@@ -384,8 +406,13 @@ mod tests {
         assert_eq!(found(&conn, &stage, 100), None);
         commit(&mut conn, &mut stage, |conn, stage| {
             for i in [0, 50, 99] {
-                let id = find(conn, stage, &email(i)).unwrap().unwrap().id;
-                delete(conn, stage, id, &email(i)).unwrap();
+                let id = find(conn, stage, stage.address(&email(i)))
+                    .unwrap()
+                    .unwrap()
+                    .id;
+                let text = email(i);
+                let address = stage.address(&text);
+                delete(conn, stage, id, address).unwrap();
             }
         });
         assert!([0, 50, 99]
@@ -419,10 +446,17 @@ mod tests {
         let (entries, cursor) = (stage.entries.clone(), stage.round.cursor);
         {
             let tx = conn.transaction().unwrap();
-            insert(&tx, &mut stage, &email(20), b"r20", 0).unwrap();
+            let text = email(20);
+            let address = stage.address(&text);
+            insert(&tx, &mut stage, address, b"r20", 0).unwrap();
             for i in [0, 7, 19] {
-                let id = find(&tx, &stage, &email(i)).unwrap().unwrap().id;
-                delete(&tx, &mut stage, id, &email(i)).unwrap();
+                let id = find(&tx, &stage, stage.address(&email(i)))
+                    .unwrap()
+                    .unwrap()
+                    .id;
+                let text = email(i);
+                let address = stage.address(&text);
+                delete(&tx, &mut stage, id, address).unwrap();
             }
             stage.tend(&tx).unwrap();
         }
@@ -440,13 +474,23 @@ mod tests {
         insert_all(&mut conn, &mut stage, 0..20, 1);
         commit(&mut conn, &mut stage, |conn, stage| {
             for i in [3, 19] {
-                let id = find(conn, stage, &email(i)).unwrap().unwrap().id;
-                delete(conn, stage, id, &email(i)).unwrap();
+                let id = find(conn, stage, stage.address(&email(i)))
+                    .unwrap()
+                    .unwrap()
+                    .id;
+                let text = email(i);
+                let address = stage.address(&text);
+                delete(conn, stage, id, address).unwrap();
                 assert_eq!(found(conn, stage, i), None);
             }
-            insert(conn, stage, &email(3), b"again", 0).unwrap();
+            let text = email(3);
+            let address = stage.address(&text);
+            insert(conn, stage, address, b"again", 0).unwrap();
         });
-        let id = find(&conn, &stage, &email(3)).unwrap().unwrap().id;
+        let id = find(&conn, &stage, stage.address(&email(3)))
+            .unwrap()
+            .unwrap()
+            .id;
         assert!(id > 20, "id {id} was used before");
         update(&conn, id, b"updated", 0).unwrap();
         assert_eq!(found(&conn, &stage, 3), Some("updated".into()));
@@ -477,7 +521,9 @@ mod tests {
         {
             let (mut conn, mut stage) = open(&path, 5);
             commit(&mut conn, &mut stage, |conn, stage| {
-                insert(conn, stage, &email(100), b"r100", 0).unwrap();
+                let text = email(100);
+                let address = stage.address(&text);
+                insert(conn, stage, address, b"r100", 0).unwrap();
             });
         }
         let (conn, stage) = open(&path, 5);

@@ -35,7 +35,7 @@ use otpd_core::store::{IssueStore, NewMail, StoreError, StoreHealth, VerifyStore
 use otpd_core::{EmailAddress, Timestamp};
 use rusqlite::Connection;
 
-use index::Stage;
+use index::{Address, Stage};
 use outbox::Leases;
 use presence::{Filter, Presence};
 use queued::Queued;
@@ -284,9 +284,9 @@ struct Stored {
 fn load_record(
     conn: &Connection,
     stage: &Stage,
-    email: &EmailAddress,
+    address: Address,
 ) -> Result<Option<Stored>, Error> {
-    index::find(conn, stage, email.as_str())?
+    index::find(conn, stage, address)?
         .map(|found| {
             Ok(Stored {
                 id: found.id,
@@ -306,8 +306,9 @@ fn transition<T>(
 ) -> Result<T, Error> {
     // Most codes go to addresses without a record; the filter knows them.
     let probe = presence.probe(email.as_str());
+    let address = stage.address(email.as_str());
     let stored = match probe.may_hold() {
-        true => load_record(conn, stage, email)?,
+        true => load_record(conn, stage, address)?,
         false => None,
     };
     let id = stored.as_ref().map(|stored| stored.id);
@@ -321,11 +322,11 @@ fn transition<T>(
                 Some(id) => index::update(conn, id, &bytes, expires_at)?,
                 None => {
                     presence.add(&probe);
-                    index::insert(conn, stage, email.as_str(), &bytes, expires_at)?;
+                    index::insert(conn, stage, address, &bytes, expires_at)?;
                 }
             }
         }
-        (Change::Delete, Some(id)) => index::delete(conn, stage, id, email.as_str())?,
+        (Change::Delete, Some(id)) => index::delete(conn, stage, id, address)?,
     }
     Ok(outcome)
 }

@@ -180,7 +180,7 @@ fn migrate(conn: &Connection, target: usize) -> Result<(), Error> {
         let tx = conn.unchecked_transaction()?;
         match step {
             Step::Sql(sql) => tx.execute_batch(sql)?,
-            Step::Rust(migrate) => migrate(&tx)?,
+            Step::Rust(code) => code(&tx)?,
         }
         tx.pragma_update(None, "user_version", index + 1)?;
         tx.commit()?;
@@ -228,9 +228,13 @@ mod tests {
         assert_eq!(indexed, 400);
         let stage = Stage::open(&conn, 1_000).unwrap();
         for i in 1..=500 {
-            let found = index::find(&conn, &stage, &email(i)).unwrap().unwrap();
+            let found = index::find(&conn, &stage, stage.address(&email(i)))
+                .unwrap()
+                .unwrap();
             assert_eq!(found.id, i);
         }
-        assert!(index::find(&conn, &stage, &email(501)).unwrap().is_none());
+        assert!(index::find(&conn, &stage, stage.address(&email(501)))
+            .unwrap()
+            .is_none());
     }
 }
