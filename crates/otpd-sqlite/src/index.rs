@@ -387,8 +387,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut conn, mut stage) = open(&dir.path().join("i.db"), 50);
         insert_all(&mut conn, &mut stage, 0..2_000, 10);
-        assert!(stage.entries.len() <= 50);
-        assert!(indexed(&conn) >= 1_950);
+        // The last step of a round merges only the keys above its cursor,
+        // so up to one commit's entries may stay over the target.
+        assert!(stage.entries.len() < 50 + 10);
+        assert!(indexed(&conn) > 1_940);
         assert!(all_found(&conn, &stage, 0..2_000));
         assert_eq!(found(&conn, &stage, 2_000), None);
     }
@@ -504,7 +506,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("i.db");
         {
-            let (mut conn, mut stage) = open(&path, 5);
+            // With nothing left staged, a round ends at the first new key
+            // below the last one merged, about every other insert. (With
+            // entries left staged, whether a round ended within 20 inserts
+            // depended on the database's random hash key.)
+            let (mut conn, mut stage) = open(&path, 0);
             insert_all(&mut conn, &mut stage, 0..20, 1);
             commit(&mut conn, &mut stage, |conn, stage| {
                 let swept = delete_expired(conn, stage, i64::MAX, (0, i64::MAX), 100).unwrap();
