@@ -71,6 +71,9 @@ pub struct OutboxStats {
     pub depth: u64,
     /// Age of the oldest of them.
     pub oldest_age: Duration,
+    /// Mails the store could not read back and set aside, never to be sent
+    /// (a damaged store; each one is logged as an error).
+    pub damaged: u64,
 }
 
 /// What became of a claimed mail.

@@ -17,6 +17,7 @@ pub const VERIFICATIONS: &str = "otpd_verifications_total";
 pub const MAILS: &str = "otpd_mails_total";
 pub const OUTBOX_DEPTH: &str = "otpd_outbox_depth";
 pub const OUTBOX_OLDEST_AGE: &str = "otpd_outbox_oldest_age_seconds";
+pub const OUTBOX_DAMAGED: &str = "otpd_outbox_damaged";
 pub const REQUEST_DURATION: &str = "otpd_http_request_duration_seconds";
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -71,6 +72,10 @@ fn describe() {
     metrics::describe_gauge!(
         OUTBOX_OLDEST_AGE,
         "Age of the oldest waiting mail, seconds."
+    );
+    metrics::describe_gauge!(
+        OUTBOX_DAMAGED,
+        "Queued mails set aside because the store could not read them back."
     );
     metrics::describe_histogram!(REQUEST_DURATION, "HTTP request latency, seconds.");
 }
@@ -149,6 +154,7 @@ pub fn record_mail(step: &Step) {
 pub fn record_outbox(stats: &OutboxStats) {
     metrics::gauge!(OUTBOX_DEPTH).set(stats.depth as f64);
     metrics::gauge!(OUTBOX_OLDEST_AGE).set(stats.oldest_age.as_secs_f64());
+    metrics::gauge!(OUTBOX_DAMAGED).set(stats.damaged as f64);
 }
 
 /// Times one request, labelled by route template, method and status.

@@ -139,7 +139,8 @@ fn due_retries(
 }
 
 /// Up to `limit` mails not tried yet, due (at their creation) and not
-/// leased, in the order they were queued.
+/// leased, in the order they were queued. Rows that cannot be read are set
+/// aside on the way.
 fn due_new(
     conn: &Connection,
     leases: &Leases,
@@ -149,14 +150,22 @@ fn due_new(
     let mut statement = conn.prepare_cached("SELECT id, mails FROM new_mails ORDER BY id")?;
     let mut rows = statement.query([])?;
     let mut due = Vec::with_capacity(limit);
+    let mut damaged = Vec::new();
     while due.len() < limit {
         let Some(row) = rows.next()? else { break };
         let id: i64 = row.get(0)?;
-        let bytes = row
-            .get_ref(1)?
-            .as_blob()
-            .map_err(|e| Error::Decode(Box::new(e)))?;
-        for entry in queued::decode(bytes)? {
+        let entries = match row.get_ref(1)?.as_blob() {
+            Ok(bytes) => queued::decode(bytes),
+            Err(e) => Err(Error::Decode(Box::new(e))),
+        };
+        let entries = match entries {
+            Ok(entries) => entries,
+            Err(error) => {
+                damaged.push((id, error));
+                continue;
+            }
+        };
+        for entry in entries {
             if due.len() == limit {
                 break;
             }
@@ -167,7 +176,38 @@ fn due_new(
             }
         }
     }
+    drop(rows);
+    for (id, error) in damaged {
+        set_aside(conn, id, &error)?;
+    }
     Ok(due)
+}
+
+/// Moves the `new_mails` row `row`, which could not be read, to
+/// `damaged_mails`: one damaged row must not stop every claim after it.
+/// Its mails are never sent; its bytes stay for the operator to look at.
+fn set_aside(conn: &Connection, row: i64, error: &Error) -> Result<(), Error> {
+    let reason = match std::error::Error::source(error) {
+        Some(source) => format!("{error}: {source}"),
+        None => error.to_string(),
+    };
+    let count: i64 = conn
+        .prepare_cached(
+            "INSERT INTO damaged_mails (found_at, error, mails, count)
+             SELECT strftime('%s', 'now') * 1000, ?2, mails, CAST(count AS INTEGER)
+             FROM new_mails WHERE id = ?1
+             RETURNING count",
+        )?
+        .query_row(params![row, reason], |r| r.get(0))?;
+    conn.prepare_cached("DELETE FROM new_mails WHERE id = ?1")?
+        .execute([row])?;
+    tracing::error!(
+        row,
+        mails = count,
+        error = reason,
+        "queued mails could not be read and were set aside in damaged_mails; they will not be sent"
+    );
+    Ok(())
 }
 
 /// The first `limit` of two lists sorted by due time, merged in due order.
@@ -277,23 +317,36 @@ impl Outbox for SqliteStore {
             })
             .await?;
         // Parsed here, not in the writer thread that every request waits for.
-        claimed
-            .into_iter()
-            .map(|row| {
-                let email =
-                    EmailAddress::parse(&row.email).map_err(|e| Error::Decode(Box::new(e)))?;
-                Ok(QueuedMail {
-                    id: MailId(row.id),
-                    mail: NewMail {
-                        email,
-                        sealed: SealedCode::from_bytes(row.sealed),
-                        created_at: Timestamp::from_millis(row.created_at),
-                        code_expires_at: Timestamp::from_millis(row.code_expires_at),
-                    },
-                    attempts: row.attempts,
-                })
-            })
-            .collect()
+        let mut queued = Vec::with_capacity(claimed.len());
+        let mut unreadable = Vec::new();
+        for row in claimed {
+            let email = match EmailAddress::parse(&row.email) {
+                Ok(email) => email,
+                Err(error) => {
+                    tracing::error!(
+                        mail = row.id,
+                        %error,
+                        "a queued mail's stored address is not valid; the mail is given up"
+                    );
+                    unreadable.push((MailId(row.id), Settlement::Dead));
+                    continue;
+                }
+            };
+            queued.push(QueuedMail {
+                id: MailId(row.id),
+                mail: NewMail {
+                    email,
+                    sealed: SealedCode::from_bytes(row.sealed),
+                    created_at: Timestamp::from_millis(row.created_at),
+                    code_expires_at: Timestamp::from_millis(row.code_expires_at),
+                },
+                attempts: row.attempts,
+            });
+        }
+        if !unreadable.is_empty() {
+            self.settle(unreadable).await?;
+        }
+        Ok(queued)
     }
 
     async fn settle(&self, settlements: Vec<(MailId, Settlement)>) -> Result<(), StoreError> {
@@ -366,8 +419,7 @@ impl Outbox for SqliteStore {
         let stats = self
             .writer
             .run(move |conn, _| {
-                let mut depth = 0;
-                let mut oldest: Option<i64> = None;
+                let (mut depth, mut oldest) = (0, None::<i64>);
                 for sql in [
                     "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE state = 'pending'",
                     "SELECT coalesce(SUM(count), 0), MIN(created_at) FROM new_mails",
@@ -381,11 +433,15 @@ impl Outbox for SqliteStore {
                         (a, b) => a.or(b),
                     };
                 }
+                let damaged = conn
+                    .prepare_cached("SELECT coalesce(SUM(count), 0) FROM damaged_mails")?
+                    .query_row([], |row| row.get(0))?;
                 Ok(OutboxStats {
                     depth,
                     oldest_age: oldest
                         .map(|t| Timestamp::from_millis(t).until(now))
                         .unwrap_or_default(),
+                    damaged,
                 })
             })
             .await?;
@@ -568,5 +624,56 @@ mod new_mail_tests {
             emails(&due_new(&conn, &leases, early, 3).unwrap()),
             [] as [&str; 0]
         );
+    }
+
+    /// Rows that cannot be read (another layout, no mails, not a blob) are
+    /// set aside with their bytes, and the rows after them are claimed.
+    #[test]
+    fn damaged_rows_are_set_aside_and_the_rows_after_them_are_claimed() {
+        let conn = Connection::open_in_memory().unwrap();
+        schema::prepare_writer(&conn, Durability::default()).unwrap();
+        for mails in ["x'02ff'", "x'01'", "'text'"] {
+            conn.execute(
+                &format!(
+                    "INSERT INTO new_mails (mails, count, created_at) VALUES ({mails}, 3, {T0})"
+                ),
+                [],
+            )
+            .unwrap();
+        }
+        let mut queued = Queued::default();
+        for n in 0..3 {
+            queued.push(&mail(n)).unwrap();
+        }
+        queued.write(&conn).unwrap();
+
+        let leases = Leases::default();
+        let claimed = due_new(&conn, &leases, now(), 10).unwrap();
+        assert_eq!(
+            emails(&claimed),
+            ["m0@example.com", "m1@example.com", "m2@example.com"]
+        );
+        let damaged: Vec<(Option<Vec<u8>>, i64, String)> = conn
+            .prepare("SELECT mails, count, error FROM damaged_mails ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0).ok(), r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(damaged.len(), 3);
+        assert_eq!(damaged[0].0.as_deref(), Some(&[2, 255][..]));
+        assert!(damaged[0].2.contains("unknown layout"), "{}", damaged[0].2);
+        assert!(damaged[1].2.contains("without mails"), "{}", damaged[1].2);
+        assert!(damaged.iter().all(|(_, count, _)| *count == 3));
+        let left: i64 = conn
+            .query_row("SELECT COUNT(*) FROM new_mails", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 1);
+        // Set aside once: the next claim reads the good row only.
+        assert_eq!(due_new(&conn, &leases, now(), 10).unwrap().len(), 3);
+        let damaged_rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM damaged_mails", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(damaged_rows, 3);
     }
 }

@@ -128,6 +128,17 @@ const MIGRATIONS: &[Step] = &[
     ),
     // The email index keyed by a keyed hash of the address (see `keyed`).
     Step::Rust(keyed::rekey_index),
+    // Rows of `new_mails` that could not be read, set aside with the reason
+    // so they no longer stop every claim (see `outbox::set_aside`).
+    Step::Sql(
+        "CREATE TABLE damaged_mails (
+        id       INTEGER PRIMARY KEY,
+        found_at INTEGER NOT NULL,
+        error    TEXT NOT NULL,
+        mails    BLOB,
+        count    INTEGER NOT NULL
+     );",
+    ),
 ];
 
 /// How long a connection waits for another one's lock (the checkpointer's).

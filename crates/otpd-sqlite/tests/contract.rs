@@ -230,3 +230,67 @@ async fn the_sweep_deletes_every_expired_record_and_no_live_one() {
         assert_eq!(store.verify(verify).await.unwrap(), VerifyOutcome::Verified);
     }
 }
+
+/// A queued mail whose stored address is not valid is given up (kept dead,
+/// without its code), and a row of queued mails that cannot be read is set
+/// aside and counted: neither stops the mails queued after it.
+#[tokio::test]
+async fn unreadable_queued_mails_do_not_stop_the_others() {
+    use otpd_core::policy::Rules;
+    use otpd_core::store::{IssueStore, Outbox};
+    use otpd_core::{EmailAddress, OtpCode, Timestamp};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("otpd.db");
+    let store = SqliteStore::open(&path, otpd_sqlite::Durability::default()).unwrap();
+    let now = Timestamp::from_millis(1_700_000_000_000);
+    // Layout 1 of `new_mails` (see `queued`): one mail in slot 0.
+    let mut bad_address = vec![1, 0];
+    bad_address.extend(now.as_millis().to_le_bytes());
+    bad_address.extend((now.as_millis() + 300_000).to_le_bytes());
+    for field in [&b"Not An <address>"[..], &[7; 34]] {
+        bad_address.push(field.len() as u8);
+        bad_address.extend(field);
+    }
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    for (mails, count) in [(bad_address, 1), (vec![9, 9, 9], 2)] {
+        db.execute(
+            "INSERT INTO new_mails (mails, count, created_at) VALUES (?1, ?2, ?3)",
+            rusqlite::params![mails, count, now.as_millis()],
+        )
+        .unwrap();
+    }
+    let keys = otpd_testkit::test_keys();
+    let rules = Rules::default();
+    let email = EmailAddress::parse("good@example.com").unwrap();
+    let code = OtpCode::parse("123456", rules.code_length).unwrap();
+    let (cmd, mail) = otpd_testkit::issue_request(&keys, rules, &email, &code, now);
+    store.issue(cmd, mail).await.unwrap();
+
+    let lease = std::time::Duration::from_secs(60);
+    let claimed = store.claim_due(now, lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].mail.email, email);
+    let stats = store.stats(now).await.unwrap();
+    assert_eq!((stats.depth, stats.damaged), (1, 2));
+    let dead: Vec<(String, Option<Vec<u8>>)> = db
+        .prepare("SELECT email, sealed FROM outbox WHERE state = 'dead'")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(dead, [("Not An <address>".to_owned(), None)]);
+    let set_aside: Vec<u8> = db
+        .query_row("SELECT mails FROM damaged_mails", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(set_aside, [9, 9, 9]);
+    // Nothing else is due: what could not be read is not claimed again.
+    assert!(store
+        .claim_due(now.plus(lease).plus(lease), lease, 10)
+        .await
+        .unwrap()
+        .iter()
+        .all(|queued| queued.mail.email == email));
+}

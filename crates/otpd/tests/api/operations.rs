@@ -84,6 +84,7 @@ async fn metrics_count_codes_verifications_mails_and_latency() {
         "otpd_mails_total{result=\"sent\"}",
         "otpd_outbox_depth",
         "otpd_outbox_oldest_age_seconds",
+        "otpd_outbox_damaged",
         "otpd_http_request_duration_seconds_bucket{route=\"/GenerateOTP\"",
     ] {
         assert!(text.contains(needle), "{needle} missing from\n{text}");
