@@ -136,6 +136,8 @@ mod tests {
             .iter()
             .map(|&c| (f64::from(c) - expected).powi(2) / expected)
             .sum();
-        assert!(chi2 < 33.7, "chi-square {chi2} for {counts:?}");
+        // Nine degrees of freedom: a uniform source passes all but once in
+        // ten million runs; `random_byte % 10` scores above 100.
+        assert!(chi2 < 50.0, "chi-square {chi2} for {counts:?}");
     }
 }
