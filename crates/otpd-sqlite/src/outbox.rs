@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use otpd_core::store::{MailId, NewMail, Outbox, OutboxStats, QueuedMail, Settlement, StoreError};
-use otpd_core::{EmailAddress, SealedCode, Timestamp};
+use otpd_core::{error_chain, EmailAddress, SealedCode, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{queued, Error, SqliteStore};
@@ -187,10 +187,7 @@ fn due_new(
 /// `damaged_mails`: one damaged row must not stop every claim after it.
 /// Its mails are never sent; its bytes stay for the operator to look at.
 fn set_aside(conn: &Connection, row: i64, error: &Error) -> Result<(), Error> {
-    let reason = match std::error::Error::source(error) {
-        Some(source) => format!("{error}: {source}"),
-        None => error.to_string(),
-    };
+    let reason = error_chain(error);
     let count: i64 = conn
         .prepare_cached(
             "INSERT INTO damaged_mails (found_at, error, mails, count)
